@@ -1,0 +1,173 @@
+"""The data contract every dataset honours (DESIGN §3) and the base DataModule that owns splits,
+transforms and bad-input handling.
+
+A batch is a dict:
+    source      (B, 3, H, W) float32 in [-1, 1]   image given to the editor
+    target      (B, 3, H, W) float32 in [-1, 1]   ground truth after the edit
+    mask        (B, 1, H, W) float32 in {0, 1}    region the edit may change (ones when unknown)
+    prompt      list[str]                          the user's short instruction P
+    instruction list[str]                          the expressive instruction I
+    attributes  (B, A) float32 in {0, 1}           attributes of the target (A = 0 when none)
+    identity    (B,) int64                         identity label, -1 when unknown
+    n_skipped   int                                samples of this batch dropped as unreadable
+"""
+from __future__ import annotations
+
+import abc
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class EditSample:
+    """One editing example. Tensors are unbatched: source/target (3, H, W) in [-1, 1], mask (1, H, W) in {0, 1}."""
+
+    source: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    prompt: str
+    instruction: str
+    attributes: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    identity: int = -1
+
+    def __post_init__(self) -> None:
+        if self.source.ndim != 3 or self.source.shape[0] != 3:
+            raise ValueError(f"source must be (3, H, W), got {tuple(self.source.shape)}")
+        if self.target.shape != self.source.shape:
+            raise ValueError(f"target {tuple(self.target.shape)} differs from source {tuple(self.source.shape)}")
+        if self.mask.shape != (1, *self.source.shape[1:]):
+            raise ValueError(f"mask must be (1, H, W) like source, got {tuple(self.mask.shape)}")
+
+
+class BadSample(Exception):
+    """Raised by a dataset for an input that cannot be used (unreadable or truncated image)."""
+
+
+def collate(samples: Sequence[EditSample | None]) -> dict[str, Any]:
+    """Stack samples into a batch dict; `None` entries (skipped bad inputs) are dropped and counted."""
+    good = [s for s in samples if s is not None]
+    if not good:
+        return {"n_skipped": len(samples)}
+    return {
+        "source": torch.stack([s.source for s in good]),          # (B, 3, H, W)
+        "target": torch.stack([s.target for s in good]),          # (B, 3, H, W)
+        "mask": torch.stack([s.mask for s in good]),              # (B, 1, H, W)
+        "prompt": [s.prompt for s in good],
+        "instruction": [s.instruction for s in good],
+        "attributes": torch.stack([s.attributes.float() for s in good]),  # (B, A)
+        "identity": torch.tensor([s.identity for s in good], dtype=torch.long),  # (B,)
+        "n_skipped": len(samples) - len(good),
+    }
+
+
+def resize_sample(sample: EditSample, resolution: int) -> EditSample:
+    """Resize a sample to `resolution`² keeping images and mask aligned; the mask is re-binarised at 0.5."""
+    if sample.source.shape[-1] == resolution and sample.source.shape[-2] == resolution:
+        return sample
+    size = (resolution, resolution)
+
+    def img(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(-1, 1)
+
+    mask = F.interpolate(sample.mask[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    return EditSample(img(sample.source), img(sample.target), (mask >= 0.5).float(), sample.prompt,
+                      sample.instruction, sample.attributes, sample.identity)
+
+
+class SkipBadSamples(Dataset):
+    """Wraps a dataset: a `BadSample` becomes `None` (dropped and counted by `collate`) instead of a crash."""
+
+    def __init__(self, dataset: Dataset, transform: Callable[[EditSample], EditSample] | None = None):
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> EditSample | None:
+        try:
+            sample = self.dataset[index]
+        except BadSample as err:
+            warnings.warn(f"skipping sample {index}: {err}", stacklevel=2)
+            return None
+        return self.transform(sample) if self.transform else sample
+
+
+class EditDataModule(L.LightningDataModule, abc.ABC):
+    """Base of every dataset: subclasses implement `make_split(split) -> Dataset[EditSample]`.
+
+    Args:
+        resolution: working resolution in pixels; every sample is resized to resolution².
+        batch_size: samples per batch on each device.
+        num_workers: DataLoader worker processes (0 = load in the main process).
+    """
+
+    name: str = "base"
+    hide_masked_source: bool = False  # caption datasets: the generator sees source * (1 - mask)
+
+    def __init__(self, resolution: int = 32, batch_size: int = 16, num_workers: int = 0):
+        super().__init__()
+        if resolution < 8 or resolution % 8:
+            raise ValueError(f"resolution must be a multiple of 8 and at least 8, got {resolution}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.resolution = resolution
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self._splits: dict[str, Dataset] = {}
+
+    # -- subclass API -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def make_split(self, split: str) -> Dataset:
+        """Return the raw dataset of `split` (one of SPLITS); items are EditSample or raise BadSample."""
+
+    @property
+    def num_attributes(self) -> int:
+        return 0
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+    def dataset(self, split: str) -> Dataset:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        if split not in self._splits:
+            self._splits[split] = SkipBadSamples(self.make_split(split), lambda s: resize_sample(s, self.resolution))
+        return self._splits[split]
+
+    def loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test", shuffle=False)
+
+
+DATASETS: dict[str, type[EditDataModule]] = {}
+
+
+def register(cls: type[EditDataModule]) -> type[EditDataModule]:
+    """Class decorator: make a dataset findable by its `name` (`--data shapes`, `DATASET=shapes`)."""
+    DATASETS[cls.name] = cls
+    return cls
+
+
+def build_datamodule(name: str, **kwargs: Any) -> EditDataModule:
+    """Instantiate the dataset registered as `name`; an unknown name is a one-line error."""
+    import data_modules  # noqa: F401  (registers every dataset)
+
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](**kwargs)

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from xmgie.training.cli import XMGIECLI
+from xmgie.training.generator_module import XMGIEModule
+from data_modules.base import EditDataModule
+
+YAMLS = sorted((REPO / "experiments").rglob("*.yaml"))
+DATA_YAMLS = [p for p in YAMLS if p.parent.name == "data"]
+RUN_YAMLS = [p for p in YAMLS if p.parent.name != "data"]
+
+
+def test_there_are_configs():
+    assert RUN_YAMLS and DATA_YAMLS
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_yaml_is_valid_yaml(path: Path):
+    assert isinstance(yaml.safe_load(path.read_text()), dict)
+
+
+@pytest.mark.parametrize("run", RUN_YAMLS, ids=lambda p: p.name)
+@pytest.mark.parametrize("data", DATA_YAMLS, ids=lambda p: p.name)
+def test_every_run_config_parses_and_instantiates(run: Path, data: Path, tmp_path):
+    cli = XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, run=False,
+                   args=["--config", str(run), "--data", str(data), f"--trainer.default_root_dir={tmp_path}"])
+    assert isinstance(cli.model, XMGIEModule) and isinstance(cli.datamodule, EditDataModule)
+    assert cli.trainer.default_root_dir == str(tmp_path)

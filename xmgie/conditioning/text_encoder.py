@@ -1,0 +1,64 @@
+"""The CLIP text encoder (open_clip) that turns the expressive instruction I into token features (Eq. 4).
+
+For the `tiny` size the text tower is a small config trained from scratch with the generator; the tokenizer is
+open_clip's BPE tokenizer, whose vocabulary ships inside the package (works offline).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from open_clip.tokenizer import SimpleTokenizer
+from open_clip.transformer import TextTransformer
+from torch import nn
+
+VOCAB_SIZE = 49408  # open_clip's shipped BPE vocabulary
+
+
+@dataclass
+class TextEncoderConfig:
+    """Size of the text tower.
+
+    Attributes:
+        context_length: tokens per instruction, start and end tokens included; longer text is truncated.
+        width: feature size of each token (= the U-Net's cross_attention_dim).
+        layers: transformer blocks.
+        heads: attention heads per block (must divide width).
+    """
+
+    context_length: int = 48
+    width: int = 64
+    layers: int = 2
+    heads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"text width {self.width} is not divisible by heads {self.heads}")
+        if self.context_length < 3:
+            raise ValueError(f"context_length must be at least 3, got {self.context_length}")
+
+
+class TextEncoder(nn.Module):
+    """instruction strings -> token ids (B, T) int64 -> token features (B, T, width) float."""
+
+    def __init__(self, cfg: TextEncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = SimpleTokenizer(context_length=cfg.context_length)
+        # causal mask as in CLIP; the pooled output is not used (cross-attention reads every token)
+        self.transformer = TextTransformer(context_length=cfg.context_length, vocab_size=VOCAB_SIZE, width=cfg.width,
+                                           heads=cfg.heads, layers=cfg.layers, output_dim=None, output_tokens=True)
+
+    @property
+    def width(self) -> int:
+        return self.cfg.width
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """list of B strings -> (B, T) int64 ids: <start> words <end> 0-padding, truncated to T."""
+        return self.tokenizer(list(texts))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) int64 -> (B, T, width): final-layer token features after the last LayerNorm."""
+        _, features = self.transformer(tokens.to(self.transformer.token_embedding.weight.device))
+        return features

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, and (with the evaluation issue) backbones, callbacks and tables."""

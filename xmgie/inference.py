@@ -1,0 +1,84 @@
+"""EditPipeline: one user image + prompt (+ mask) -> the edited image."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from xmgie.errors import UserError
+from xmgie.models.sampling import ddim_edit
+
+SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "F")
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """An RGB PIL image; a missing or unreadable file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise UserError(f"cannot read image {path}: {err}") from None
+
+
+def read_mask(path: str | Path) -> Image.Image:
+    """A single-channel mask image (white = may change); anything else is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"mask not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mask = img.copy()
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise UserError(f"cannot read mask {path}: {err}") from None
+    if mask.mode not in SINGLE_CHANNEL_MODES:
+        raise UserError(f"mask {path} must be a single-channel (grayscale) image, got mode {mask.mode} "
+                        f"with {len(mask.getbands())} channels")
+    return mask
+
+
+def image_to_tensor(img: Image.Image, resolution: int) -> torch.Tensor:
+    """PIL RGB -> (1, 3, R, R) float in [-1, 1] (bicubic resize)."""
+    arr = np.asarray(img.convert("RGB").resize((resolution, resolution), Image.BICUBIC), dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1
+
+
+def mask_to_tensor(mask: Image.Image, resolution: int) -> torch.Tensor:
+    """PIL single-channel -> (1, 1, R, R) in {0, 1}: resized, then thresholded at half the mode's range."""
+    arr = np.asarray(mask.convert("F").resize((resolution, resolution), Image.BILINEAR), dtype=np.float32)
+    peak = {"1": 1.0, "L": 255.0, "I;16": 65535.0}.get(mask.mode, max(float(arr.max()), 1e-6))
+    return torch.from_numpy((arr / peak >= 0.5).astype(np.float32))[None, None]
+
+
+class EditPipeline:
+    """Edits images with a trained generator (the EMA weights) at its working resolution; the result is
+    resized back to the input's size."""
+
+    def __init__(self, module):
+        self.module = module.eval()
+        self.resolution = int(module.data_info.get("resolution", 32))
+        self.device = next(module.parameters()).device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "EditPipeline":
+        from xmgie.checkpoints import load_generator_module
+
+        return cls(load_generator_module(path, device))
+
+    def __call__(self, image: Image.Image, instruction: str, mask: Image.Image | None = None, steps: int | None = None,
+                 guidance_text: float | None = None, guidance_image: float | None = None,
+                 seed: int = 0) -> Image.Image:
+        s = self.module.sampling_cfg
+        src = image_to_tensor(image, self.resolution).to(self.device)
+        m = (mask_to_tensor(mask, self.resolution) if mask is not None else torch.ones(1, 1, *src.shape[-2:]))
+        out = ddim_edit(self.module.sampler, src, m.to(self.device), [instruction], steps=steps or s.steps,
+                        guidance_text=s.guidance_text if guidance_text is None else guidance_text,
+                        guidance_image=s.guidance_image if guidance_image is None else guidance_image, seed=seed)
+        arr = ((out[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        return Image.fromarray(arr).resize(image.size, Image.BICUBIC)

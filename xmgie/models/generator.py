@@ -1,0 +1,138 @@
+"""The InstructPix2Pix-style generator (DESIGN §4): the noisy image and the source image are concatenated on
+channels, the expressive instruction's token features enter by cross-attention (Eq. 4: Z0 = [X; I]).
+The four modules attach as `EditPlugin`s."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from diffusers import DDPMScheduler
+from torch import nn
+
+from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig
+from xmgie.models.plugin import EditCondition, EditPlugin
+from xmgie.models.unet import UNET_SIZES, build_unet
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything that fixes the generator's architecture and diffusion process.
+
+    Attributes:
+        size: a key of UNET_SIZES.
+        text: the text tower.
+        prediction_type: what the U-Net predicts: "epsilon", "v_prediction" or "sample" (x0). v with the x̂0
+            losses trains far better than ε on short CPU budgets.
+        hide_masked_source: the U-Net sees source * (1 - mask) plus the mask as a 4th channel (caption datasets).
+        num_train_timesteps: T of the forward process.
+        beta_schedule: diffusers schedule name; the cosine schedule suits small pixel-space images.
+    """
+
+    size: str = "tiny"
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    prediction_type: str = "v_prediction"
+    hide_masked_source: bool = False
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+
+    def __post_init__(self) -> None:
+        if self.size not in UNET_SIZES:
+            raise ValueError(f"unknown size {self.size!r}; available: {', '.join(UNET_SIZES)}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+
+
+class EditGenerator(nn.Module):
+    """Text encoder + U-Net + plugins, with the noise schedule they were trained under."""
+
+    def __init__(self, cfg: GeneratorConfig, plugins: Sequence[EditPlugin] = ()):
+        super().__init__()
+        self.cfg = cfg
+        self.text_encoder = TextEncoder(cfg.text)
+        cond_channels = 4 if cfg.hide_masked_source else 3
+        self.unet = build_unet(cfg.size, in_channels=3 + cond_channels, out_channels=3,
+                               cross_attention_dim=cfg.text.width)
+        self.plugins = nn.ModuleList(plugins)
+        for plugin in self.plugins:
+            plugin.attach(self.unet)
+        self.scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                                       prediction_type=cfg.prediction_type, clip_sample=False)
+        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
+
+    # -- conditioning ------------------------------------------------------------------------
+    def image_condition(self, source: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W), (B, 1, H, W), (B,) bool -> (B, 3 or 4, H, W); dropped samples get zeros (null image)."""
+        if self.cfg.hide_masked_source:
+            cond = torch.cat([source * (1 - mask), mask], dim=1)  # (B, 4, H, W)
+        else:
+            cond = source
+        return cond * (~dropped).to(cond.dtype)[:, None, None, None]
+
+    def tokenize(self, instructions: Sequence[str], text_dropped: torch.Tensor | None = None) -> torch.Tensor:
+        """B strings -> (B, T) ids; dropped samples get the empty instruction (the null text condition)."""
+        if text_dropped is not None:
+            instructions = ["" if d else s for s, d in zip(instructions, text_dropped.tolist())]
+        return self.text_encoder.tokenize(instructions).to(self.alphas_cumprod.device)
+
+    def make_condition(self, source: torch.Tensor, mask: torch.Tensor, instructions: Sequence[str],
+                       text_dropped: torch.Tensor | None = None,
+                       image_dropped: torch.Tensor | None = None) -> EditCondition:
+        none = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
+        text_dropped = none if text_dropped is None else text_dropped.to(source.device)
+        image_dropped = none if image_dropped is None else image_dropped.to(source.device)
+        return EditCondition(source=source, mask=mask, tokens=self.tokenize(instructions, text_dropped),
+                             text_dropped=text_dropped, image_dropped=image_dropped)
+
+    def context(self, cond: EditCondition) -> torch.Tensor:
+        """(B, T', D) features the cross-attention layers read (text tokens, extended by plugins)."""
+        features = self.text_encoder(cond.tokens)  # (B, T, D)
+        for plugin in self.plugins:
+            features = plugin.extend_context(features, cond)
+        return features
+
+    # -- denoising ---------------------------------------------------------------------------
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) noisy image at integer timesteps t (B,) -> the U-Net's prediction (B, 3, H, W)."""
+        for plugin in self.plugins:
+            plugin.condition(cond)
+        context = self.context(cond) if context is None else context
+        image = self.image_condition(cond.source, cond.mask, cond.image_dropped)
+        z = torch.cat([x_t, image], dim=1)  # (B, 3 + 3|4, H, W): Eq. 4, image half
+        return self.unet(z, t, encoder_hidden_states=context).sample
+
+    def _coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.alphas_cumprod[t].to(torch.float32)[:, None, None, None]  # (B, 1, 1, 1)
+        return a.sqrt(), (1 - a).sqrt()
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε."""
+        s, n = self._coefficients(t)
+        return s * x0 + n * noise
+
+    def prediction_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the U-Net should output: ε, v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) x0, or x0."""
+        if self.cfg.prediction_type == "epsilon":
+            return noise
+        if self.cfg.prediction_type == "sample":
+            return x0
+        s, n = self._coefficients(t)
+        return s * noise - n * x0
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+        """x̂0 from the prediction: (x_t - sqrt(1-ᾱ) ε̂) / sqrt(ᾱ), sqrt(ᾱ) x_t - sqrt(1-ᾱ) v̂, or x̂0 itself."""
+        if self.cfg.prediction_type == "sample":
+            return prediction
+        s, n = self._coefficients(t)
+        if self.cfg.prediction_type == "epsilon":
+            return (x_t - n * prediction) / s.clamp(min=1e-4)
+        return s * x_t - n * prediction
+
+    def postprocess(self, x0: torch.Tensor, cond: EditCondition) -> torch.Tensor:
+        """x̂0 -> X_edit through every plugin's post-processing (GB, Eq. 19)."""
+        for plugin in self.plugins:
+            x0 = plugin.postprocess(x0, cond)
+        return x0

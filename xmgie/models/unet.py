@@ -1,0 +1,48 @@
+"""A table of named U-Net sizes (DESIGN §4). `ip2p` (the SD-1.5 shape loaded from a local folder) joins it later."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffusers import UNet2DConditionModel
+
+
+@dataclass(frozen=True)
+class UNetSize:
+    """Architecture of one named size; input/output channels and text width are given at build time."""
+
+    block_out_channels: tuple[int, ...]
+    down_block_types: tuple[str, ...]
+    up_block_types: tuple[str, ...]
+    layers_per_block: int
+    heads: int             # diffusers calls it `attention_head_dim` but uses it as the number of heads
+    norm_num_groups: int   # must divide every channel count
+    latent: bool = False   # True: works on VAE latents (ip2p); False: on pixels
+
+
+UNET_SIZES: dict[str, UNetSize] = {
+    # ~4.1M parameters; self-attention only at 1/2 and 1/4 resolution (16 and 8 px at 32 px), which is
+    # where a CPU can afford it.
+    "tiny": UNetSize(
+        block_out_channels=(32, 64, 128),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1, heads=4, norm_num_groups=8),
+    # the smallest thing that runs: unit tests
+    "micro": UNetSize(
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1, heads=2, norm_num_groups=8),
+}
+
+
+def build_unet(size: str, in_channels: int, out_channels: int, cross_attention_dim: int) -> UNet2DConditionModel:
+    """Random-initialised U-Net of the named size."""
+    if size not in UNET_SIZES:
+        raise KeyError(f"unknown U-Net size {size!r}; available: {', '.join(UNET_SIZES)}")
+    s = UNET_SIZES[size]
+    return UNet2DConditionModel(
+        in_channels=in_channels, out_channels=out_channels, cross_attention_dim=cross_attention_dim,
+        block_out_channels=s.block_out_channels, down_block_types=s.down_block_types,
+        up_block_types=s.up_block_types, layers_per_block=s.layers_per_block, attention_head_dim=s.heads,
+        norm_num_groups=s.norm_num_groups)

@@ -1,0 +1,74 @@
+"""`xmgie fit|validate|test`: LightningCLI over XMGIEModule and any registered EditDataModule.
+
+Every run lives in one folder, `--trainer.default_root_dir` (default `runs/<dataset>/default`):
+    checkpoints/last.ckpt   rewritten every `--checkpoint_every` steps and on Ctrl-C / SIGTERM (resume point)
+    checkpoints/best.ckpt   the best validation PSNR gain
+    metrics.csv hparams.yaml config.yaml   the logger's files and the resolved config
+    samples/step_*.png metrics.json        validation sample grids and metrics
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from data_modules.base import EditDataModule
+from xmgie.training.callbacks import RunArtifacts, SaveLastAtEnd
+from xmgie.training.generator_module import XMGIEModule
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Sizes the training bar by the steps left (`max_steps`), not by the epoch, so its ETA is the run's."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start_step = trainer.global_step
+        super().on_train_epoch_start(trainer, pl_module)
+
+    @property
+    def total_train_batches(self):
+        total = super().total_train_batches
+        if self.trainer.max_steps and self.trainer.max_steps > 0:
+            left = self.trainer.max_steps - getattr(self, "_epoch_start_step", 0)
+            total = min(total, left) if isinstance(total, int) else left
+        return total
+
+
+def run_callbacks(root: Path, checkpoint_every: int) -> list:
+    ckpt_dir = root / "checkpoints"
+    return [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr_gain", mode="max", save_top_k=1,
+                        enable_version_counter=False),
+        ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True,
+                        every_n_train_steps=checkpoint_every),
+        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
+        SaveLastAtEnd(ckpt_dir / "last.ckpt"),
+        RunArtifacts(root),
+        StepProgressBar(),
+    ]
+
+
+class XMGIECLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--checkpoint_every", type=int, default=100,
+                            help="rewrite checkpoints/last.ckpt every this many steps")
+
+    def instantiate_trainer(self, **kwargs: Any):
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        root = Path(trainer_cfg.get("default_root_dir") or Path("runs") / self.datamodule.name / "default")
+        kwargs["default_root_dir"] = str(root)
+        kwargs["callbacks"] = list(trainer_cfg.get("callbacks") or []) + run_callbacks(root, config.checkpoint_every)
+        if trainer_cfg.get("logger") in (None, True):
+            kwargs["logger"] = CSVLogger(root, name="", version="")
+        if trainer_cfg.get("strategy") == "ddp":
+            # the GAN step leaves the other network's parameters without gradients in each backward
+            kwargs["strategy"] = "ddp_find_unused_parameters_true"
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_lightning_cli(argv: list[str]) -> None:
+    XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, args=argv,
+             save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})

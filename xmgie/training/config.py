@@ -1,0 +1,96 @@
+"""Typed configs of the generator's training (LightningCLI exposes each field as --model.<group>.<field>)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar, get_type_hints
+
+T = TypeVar("T")
+
+
+@dataclass
+class LossConfig:
+    """Weights of L = λ_diff·MSE(pred, target) + λ_recon·|X_edit − X_gt|₁ + λ_adv·L_adv (DESIGN §4, Eq. 9).
+
+    Attributes:
+        diff: λ_diff, the denoising term a diffusion model needs.
+        recon: λ_recon (paper: 1.0), Eq. 7 on X_edit = GB(x̂0).
+        adv: λ_adv (paper: 0.1), Eq. 8 through a PatchGAN; 0 switches the discriminator off.
+        adv_start_step: generator updates before the adversarial term (and the D updates) begin.
+    """
+
+    diff: float = 1.0
+    recon: float = 1.0
+    adv: float = 0.1
+    adv_start_step: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.diff, self.recon, self.adv) < 0:
+            raise ValueError(f"loss weights must be non-negative, got {self}")
+
+
+@dataclass
+class OptimConfig:
+    """Adam for the generator (U-Net, text encoder, modules) and for the discriminator.
+
+    Attributes:
+        lr: generator learning rate (paper: 1e-4).
+        d_lr: discriminator learning rate.
+        betas: Adam betas (paper: 0.9, 0.999).
+        grad_clip: max global gradient norm of each update (0 = off).
+        ema_decay: decay of the EMA of generator weights used for sampling (0 = sample from the raw weights).
+        warmup_steps: linear learning-rate warm-up, in generator updates.
+    """
+
+    lr: float = 1e-4
+    d_lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.d_lr <= 0:
+            raise ValueError(f"learning rates must be positive, got lr={self.lr}, d_lr={self.d_lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class SamplingConfig:
+    """Classifier-free guidance training and DDIM sampling.
+
+    Attributes:
+        text_dropout / image_dropout: probability of training a sample with the null instruction / null image.
+        steps: DDIM steps when editing (validation, test, `xmgie edit`).
+        guidance_text / guidance_image: s_T and s_I; 1.0 / 1.0 runs a single U-Net pass per step.
+        val_steps: DDIM steps for the validation edits (cheaper than `steps`).
+    """
+
+    text_dropout: float = 0.05
+    image_dropout: float = 0.05
+    steps: int = 32
+    guidance_text: float = 1.0
+    guidance_image: float = 1.0
+    val_steps: int = 16
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.text_dropout < 1 and 0 <= self.image_dropout < 1):
+            raise ValueError("dropout probabilities must be in [0, 1)")
+        if self.steps < 1 or self.val_steps < 1:
+            raise ValueError("steps and val_steps must be at least 1")
+
+
+def coerce(cls: type[T], value: Any) -> T:
+    """A dataclass from itself or from a (possibly nested) dict, as checkpoints store hyper-parameters."""
+    if isinstance(value, cls):
+        return value
+    if value is None:
+        return cls()
+    kwargs = dict(value)
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]) and isinstance(kwargs.get(f.name), dict):
+            kwargs[f.name] = coerce(hints[f.name], kwargs[f.name])
+    return cls(**kwargs)
