@@ -86,3 +86,30 @@ def test_three_branch_guidance_formula(gen, monkeypatch):
     ddim_edit(gen, src, torch.ones(1, 1, 4, 4), ["x"], steps=1, guidance_text=2.0, guidance_image=3.0)
     full, image_only, uncond = calls[0].chunk(3)
     assert full.mean() == 11 and image_only.mean() == 10 and uncond.mean() == 0
+
+
+def test_residual_space_round_trip_and_zero_means_copy():
+    g = EditGenerator(GeneratorConfig(residual=True, mask_channel=True, **MICRO))
+    src, tgt = torch.rand(2, 3, 8, 8) * 2 - 1, torch.rand(2, 3, 8, 8) * 2 - 1
+    cond = g.make_condition(src, torch.ones(2, 1, 8, 8), ["a", "b"])
+    z = g.to_diffusion_space(tgt, cond)
+    assert torch.allclose(z, (tgt - src) / 2) and torch.allclose(g.to_image_space(z, cond), tgt, atol=1e-6)
+    assert torch.equal(g.postprocess(torch.zeros_like(z), cond), src)  # the zero edit is the source
+
+
+def test_mask_channel_and_pooled_text_reach_the_unet():
+    g = EditGenerator(GeneratorConfig(mask_channel=True, pooled_text=True, **MICRO)).eval()
+    assert g.unet.config.in_channels == 7 and g.unet.config.class_embed_type == "projection"
+    src = torch.rand(1, 3, 16, 16) * 2 - 1
+    x, t = torch.randn(1, 3, 16, 16), torch.tensor([500])
+    full, half = torch.ones(1, 1, 16, 16), torch.ones(1, 1, 16, 16)
+    half[..., 8:] = 0
+    with torch.no_grad():
+        a = g(x, t, g.make_condition(src, full, ["make it red"]))
+        b = g(x, t, g.make_condition(src, half, ["make it red"]))
+        # the pooled feature alone changes the output: zero the token features, keep the pooled one
+        ctx = g.context(g.make_condition(src, full, ["make it blue"]))
+        c = g(x, t, g.make_condition(src, full, ["make it blue"]), ctx._replace(tokens=torch.zeros_like(ctx.tokens)))
+        d = g(x, t, g.make_condition(src, full, ["make it blue"]),
+              ctx._replace(tokens=torch.zeros_like(ctx.tokens), pooled=torch.zeros_like(ctx.pooled)))
+    assert not torch.allclose(a, b) and not torch.allclose(c, d)

@@ -122,3 +122,35 @@ def test_interrupt_saves_last_checkpoint(tmp_path, monkeypatch):
         fit(run, "--trainer.max_steps=10", "--checkpoint_every=100")
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2
+
+
+def test_text_source_selects_prompt_or_instruction(monkeypatch):
+    seen = {}
+    m = XMGIEModule(generator=MICRO, text_source="prompt", discriminator_channels=8)
+    original = m.generator.make_condition
+
+    def spy(source, mask, texts, *args, **kwargs):
+        seen["texts"] = list(texts)
+        return original(source, mask, texts, *args, **kwargs)
+
+    monkeypatch.setattr(m.generator, "make_condition", spy)
+    batch = _batch()
+    m.generator_forward(batch)
+    assert seen["texts"] == batch["prompt"]
+    with pytest.raises(ValueError, match="text_source"):
+        XMGIEModule(generator=MICRO, text_source="caption")
+
+
+def test_mask_dropout_shows_the_unknown_mask(monkeypatch):
+    gen = GeneratorConfig(size="micro", mask_channel=True, text=TextEncoderConfig(width=32, layers=1, heads=2))
+    m = XMGIEModule(generator=gen, sampling=SamplingConfig(mask_dropout=0.5), discriminator_channels=8)
+    masks = []
+    original = m.generator.make_condition
+    monkeypatch.setattr(m.generator, "make_condition",
+                        lambda s, mask, *a, **k: masks.append(mask) or original(s, mask, *a, **k))
+    torch.manual_seed(1)
+    batch = _batch(n=16)
+    m.generator_forward(batch)
+    replaced = [bool((masks[0][i] == 1).all()) and not bool((batch["mask"][i] == 1).all()) for i in range(16)]
+    kept = [torch.equal(masks[0][i], batch["mask"][i]) for i in range(16)]
+    assert any(replaced) and any(kept) and all(r or k for r, k in zip(replaced, kept))

@@ -58,7 +58,8 @@ class TextEncoder(nn.Module):
         """list of B strings -> (B, T) int64 ids: <start> words <end> 0-padding, truncated to T."""
         return self.tokenizer(list(texts))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, T) int64 -> (B, T, width): final-layer token features after the last LayerNorm."""
-        _, features = self.transformer(tokens.to(self.transformer.token_embedding.weight.device))
-        return features
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) int64 -> token features (B, T, width) after the last LayerNorm, and the pooled sentence
+        feature (B, width) read at the end token, as CLIP pools."""
+        pooled, features = self.transformer(tokens.to(self.transformer.token_embedding.weight.device))
+        return features, pooled

@@ -24,9 +24,13 @@ def psnr_per_image(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
     return 10 * torch.log10(data_range**2 / mse.clamp(min=1e-12))
 
 
-def ssim_per_image(x: torch.Tensor, y: torch.Tensor, data_range: float = DATA_RANGE) -> torch.Tensor:
-    """(B, C, H, W) twice -> (B,) SSIM (Gaussian window σ = 1.5, 11 px), data_range fixed, not inferred."""
-    return structural_similarity_index_measure(x.float(), y.float(), data_range=data_range, reduction="none")
+def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) twice in [-1, 1] -> (B,) SSIM (Gaussian window σ = 1.5, 11 px).
+
+    SSIM is not shift-invariant (its luminance term uses absolute means), so images are mapped to the
+    conventional [0, 1] with data_range 1 rather than scored in [-1, 1]."""
+    to01 = lambda t: (t.float() + 1) / 2  # noqa: E731
+    return structural_similarity_index_measure(to01(x), to01(y), data_range=1.0, reduction="none")
 
 
 class EditQuality(Metric):

@@ -4,7 +4,7 @@ The four modules attach as `EditPlugin`s."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from diffusers import DDPMScheduler
@@ -17,6 +17,13 @@ from xmgie.models.unet import UNET_SIZES, build_unet
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
+class TextContext(NamedTuple):
+    """tokens: (B, T', D) read by cross-attention; pooled: (B, D) sentence feature."""
+
+    tokens: torch.Tensor
+    pooled: torch.Tensor
+
+
 @dataclass
 class GeneratorConfig:
     """Everything that fixes the generator's architecture and diffusion process.
@@ -26,17 +33,28 @@ class GeneratorConfig:
         text: the text tower.
         prediction_type: what the U-Net predicts: "epsilon", "v_prediction" or "sample" (x0). v with the x̂0
             losses trains far better than ε on short CPU budgets.
-        hide_masked_source: the U-Net sees source * (1 - mask) plus the mask as a 4th channel (caption datasets).
+        hide_masked_source: the U-Net sees source * (1 - mask) plus the mask (caption datasets).
+        mask_channel: the U-Net also sees the edit mask as a 4th input channel (always on with
+            hide_masked_source). The mask is an input of the method (PFB, CAM and GB use it too); as a channel it
+            tells the U-Net where to edit. An all-ones mask means "unknown: anywhere".
+        pooled_text: add the pooled instruction feature to the timestep embedding (as Imagen and SDXL do), a
+            global path that every ResNet block reads; cross-attention still carries the per-token detail.
         num_train_timesteps: T of the forward process.
         beta_schedule: diffusers schedule name; the cosine schedule suits small pixel-space images.
+        residual: diffuse the edit (X_gt − X_ref) / 2 instead of X_gt, X_ref being the image the U-Net is shown.
+            Copying the source is then the zero output, which a small model learns at once; keep it off for
+            pretrained InstructPix2Pix weights, which denoise the target itself.
     """
 
     size: str = "tiny"
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     prediction_type: str = "v_prediction"
     hide_masked_source: bool = False
+    mask_channel: bool = False
+    pooled_text: bool = False
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if self.size not in UNET_SIZES:
@@ -52,9 +70,9 @@ class EditGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.text_encoder = TextEncoder(cfg.text)
-        cond_channels = 4 if cfg.hide_masked_source else 3
+        cond_channels = 4 if self.sees_mask else 3
         self.unet = build_unet(cfg.size, in_channels=3 + cond_channels, out_channels=3,
-                               cross_attention_dim=cfg.text.width)
+                               cross_attention_dim=cfg.text.width, pooled_text=cfg.pooled_text)
         self.plugins = nn.ModuleList(plugins)
         for plugin in self.plugins:
             plugin.attach(self.unet)
@@ -62,13 +80,15 @@ class EditGenerator(nn.Module):
                                        prediction_type=cfg.prediction_type, clip_sample=False)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
 
+    @property
+    def sees_mask(self) -> bool:
+        return self.cfg.hide_masked_source or self.cfg.mask_channel
+
     # -- conditioning ------------------------------------------------------------------------
     def image_condition(self, source: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W), (B, 1, H, W), (B,) bool -> (B, 3 or 4, H, W); dropped samples get zeros (null image)."""
-        if self.cfg.hide_masked_source:
-            cond = torch.cat([source * (1 - mask), mask], dim=1)  # (B, 4, H, W)
-        else:
-            cond = source
+        shown = source * (1 - mask) if self.cfg.hide_masked_source else source
+        cond = torch.cat([shown, mask], dim=1) if self.sees_mask else shown  # (B, 3 or 4, H, W)
         return cond * (~dropped).to(cond.dtype)[:, None, None, None]
 
     def tokenize(self, instructions: Sequence[str], text_dropped: torch.Tensor | None = None) -> torch.Tensor:
@@ -86,23 +106,38 @@ class EditGenerator(nn.Module):
         return EditCondition(source=source, mask=mask, tokens=self.tokenize(instructions, text_dropped),
                              text_dropped=text_dropped, image_dropped=image_dropped)
 
-    def context(self, cond: EditCondition) -> torch.Tensor:
-        """(B, T', D) features the cross-attention layers read (text tokens, extended by plugins)."""
-        features = self.text_encoder(cond.tokens)  # (B, T, D)
+    def context(self, cond: EditCondition) -> TextContext:
+        """Text features of the condition: the tokens cross-attention reads (extended by plugins) and the
+        pooled sentence feature."""
+        features, pooled = self.text_encoder(cond.tokens)  # (B, T, D), (B, D)
         for plugin in self.plugins:
             features = plugin.extend_context(features, cond)
-        return features
+        return TextContext(features, pooled)
+
+    # -- the space the diffusion runs in -------------------------------------------------------
+    def reference(self, cond: EditCondition) -> torch.Tensor:
+        """(B, 3, H, W): the part of the source the U-Net is shown (masked out when hide_masked_source)."""
+        return cond.source * (1 - cond.mask) if self.cfg.hide_masked_source else cond.source
+
+    def to_diffusion_space(self, image: torch.Tensor, cond: EditCondition) -> torch.Tensor:
+        """Image in [-1, 1] -> what is noised and denoised: the image, or the residual (image − ref) / 2."""
+        return (image - self.reference(cond)) / 2 if self.cfg.residual else image
+
+    def to_image_space(self, z: torch.Tensor, cond: EditCondition) -> torch.Tensor:
+        """Inverse of `to_diffusion_space`."""
+        return self.reference(cond) + 2 * z if self.cfg.residual else z
 
     # -- denoising ---------------------------------------------------------------------------
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+                context: TextContext | None = None) -> torch.Tensor:
         """(B, 3, H, W) noisy image at integer timesteps t (B,) -> the U-Net's prediction (B, 3, H, W)."""
         for plugin in self.plugins:
             plugin.condition(cond)
         context = self.context(cond) if context is None else context
         image = self.image_condition(cond.source, cond.mask, cond.image_dropped)
         z = torch.cat([x_t, image], dim=1)  # (B, 3 + 3|4, H, W): Eq. 4, image half
-        return self.unet(z, t, encoder_hidden_states=context).sample
+        pooled = context.pooled if self.cfg.pooled_text else None
+        return self.unet(z, t, encoder_hidden_states=context.tokens, class_labels=pooled).sample
 
     def _coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.alphas_cumprod[t].to(torch.float32)[:, None, None, None]  # (B, 1, 1, 1)
@@ -132,7 +167,9 @@ class EditGenerator(nn.Module):
         return s * x_t - n * prediction
 
     def postprocess(self, x0: torch.Tensor, cond: EditCondition) -> torch.Tensor:
-        """x̂0 -> X_edit through every plugin's post-processing (GB, Eq. 19)."""
+        """Denoised sample (diffusion space) -> X_edit: back to image space, then every plugin's
+        post-processing (GB, Eq. 19)."""
+        x0 = self.to_image_space(x0, cond)
         for plugin in self.plugins:
             x0 = plugin.postprocess(x0, cond)
         return x0

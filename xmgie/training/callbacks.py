@@ -49,11 +49,15 @@ class RunArtifacts(L.Callback):
         (self.run_dir / "metrics.json").write_text(json.dumps(report, indent=2))
 
 
-class SaveLastAtEnd(L.Callback):
-    """Writes `last.ckpt` when fit ends normally, so the final weights are there whatever the interval."""
+class ResumePoint(L.Callback):
+    """Writes `last.ckpt` when fit ends and when it is interrupted (Ctrl-C, SIGTERM, an error), so a rerun
+    resumes from there. (Lightning's OnExceptionCheckpoint deletes its file at teardown: no use as `last`.)"""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         trainer.save_checkpoint(self.path)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
 from data_modules.base import EditDataModule
-from xmgie.training.callbacks import RunArtifacts, SaveLastAtEnd
+from xmgie.training.callbacks import ResumePoint, RunArtifacts
 from xmgie.training.generator_module import XMGIEModule
 
 
@@ -36,18 +36,16 @@ class StepProgressBar(TQDMProgressBar):
         return total
 
 
-def run_callbacks(root: Path, checkpoint_every: int) -> list:
+def run_callbacks(root: Path, checkpoint_every: int, progress_bar: bool = True) -> list:
     ckpt_dir = root / "checkpoints"
     return [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr_gain", mode="max", save_top_k=1,
                         enable_version_counter=False),
         ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True,
                         every_n_train_steps=checkpoint_every),
-        OnExceptionCheckpoint(dirpath=ckpt_dir, filename="last"),
-        SaveLastAtEnd(ckpt_dir / "last.ckpt"),
+        ResumePoint(ckpt_dir / "last.ckpt"),
         RunArtifacts(root),
-        StepProgressBar(),
-    ]
+    ] + ([StepProgressBar()] if progress_bar else [])
 
 
 class XMGIECLI(LightningCLI):
@@ -60,7 +58,8 @@ class XMGIECLI(LightningCLI):
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         root = Path(trainer_cfg.get("default_root_dir") or Path("runs") / self.datamodule.name / "default")
         kwargs["default_root_dir"] = str(root)
-        kwargs["callbacks"] = list(trainer_cfg.get("callbacks") or []) + run_callbacks(root, config.checkpoint_every)
+        kwargs["callbacks"] = list(trainer_cfg.get("callbacks") or []) + run_callbacks(
+            root, config.checkpoint_every, progress_bar=trainer_cfg.get("enable_progress_bar") is not False)
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = CSVLogger(root, name="", version="")
         if trainer_cfg.get("strategy") == "ddp":

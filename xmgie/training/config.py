@@ -63,6 +63,8 @@ class SamplingConfig:
 
     Attributes:
         text_dropout / image_dropout: probability of training a sample with the null instruction / null image.
+        mask_dropout: probability of showing a mask-channel generator the all-ones ("unknown") mask instead of
+            the edit mask, so that it also edits without one.
         steps: DDIM steps when editing (validation, test, `xmgie edit`).
         guidance_text / guidance_image: s_T and s_I; 1.0 / 1.0 runs a single U-Net pass per step.
         val_steps: DDIM steps for the validation edits (cheaper than `steps`).
@@ -70,13 +72,14 @@ class SamplingConfig:
 
     text_dropout: float = 0.05
     image_dropout: float = 0.05
+    mask_dropout: float = 0.1
     steps: int = 32
     guidance_text: float = 1.0
     guidance_image: float = 1.0
     val_steps: int = 16
 
     def __post_init__(self) -> None:
-        if not (0 <= self.text_dropout < 1 and 0 <= self.image_dropout < 1):
+        if not all(0 <= p < 1 for p in (self.text_dropout, self.image_dropout, self.mask_dropout)):
             raise ValueError("dropout probabilities must be in [0, 1)")
         if self.steps < 1 or self.val_steps < 1:
             raise ValueError("steps and val_steps must be at least 1")

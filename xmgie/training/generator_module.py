@@ -33,12 +33,17 @@ class XMGIEModule(L.LightningModule):
         optim: optimisers and EMA.
         sampling: conditioning dropout and DDIM editing.
         discriminator_channels / discriminator_layers: PatchGAN width and depth.
+        text_source: what the generator is conditioned on: the expressive "instruction" I (the method) or the
+            short "prompt" P (InstructPix2Pix without an instruction expander).
     """
 
     def __init__(self, generator: GeneratorConfig = GeneratorConfig(), loss: LossConfig = LossConfig(),
                  optim: OptimConfig = OptimConfig(), sampling: SamplingConfig = SamplingConfig(),
-                 discriminator_channels: int = 32, discriminator_layers: int = 2):
+                 discriminator_channels: int = 32, discriminator_layers: int = 2, text_source: str = "instruction"):
         super().__init__()
+        if text_source not in ("instruction", "prompt"):
+            raise ValueError(f"text_source must be 'instruction' or 'prompt', got {text_source!r}")
+        self.text_source = text_source
         self.gen_cfg = coerce(GeneratorConfig, generator)
         self.loss_cfg = coerce(LossConfig, loss)
         self.optim_cfg = coerce(OptimConfig, optim)
@@ -46,7 +51,8 @@ class XMGIEModule(L.LightningModule):
         self.save_hyperparameters({
             "generator": dataclasses.asdict(self.gen_cfg), "loss": dataclasses.asdict(self.loss_cfg),
             "optim": dataclasses.asdict(self.optim_cfg), "sampling": dataclasses.asdict(self.sampling_cfg),
-            "discriminator_channels": discriminator_channels, "discriminator_layers": discriminator_layers})
+            "discriminator_channels": discriminator_channels, "discriminator_layers": discriminator_layers,
+            "text_source": text_source})
         self.automatic_optimization = False
         self.generator = EditGenerator(self.gen_cfg)
         self.ema = EditGenerator(self.gen_cfg) if self.optim_cfg.ema_decay > 0 else None
@@ -84,24 +90,28 @@ class XMGIEModule(L.LightningModule):
 
     # -- training ------------------------------------------------------------------------------
     def generator_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Steps 1–5 of a training step: noise the target, predict, and form x̂0 and X_edit."""
+        """Steps 1–4 of a training step: condition, noise the target, predict, and form x̂0 and X_edit."""
         src, tgt, mask = batch["source"], batch["target"], batch["mask"]
         B = src.shape[0]
         s = self.sampling_cfg
         # 1. conditioning dropout, independently for text and image (two-scale classifier-free guidance)
         text_dropped = torch.rand(B, device=src.device) < s.text_dropout
         image_dropped = torch.rand(B, device=src.device) < s.image_dropout
-        cond = self.generator.make_condition(src, mask, batch["instruction"], text_dropped, image_dropped)
-        # 2. forward process: x_t = sqrt(ᾱ_t) X_gt + sqrt(1 − ᾱ_t) ε
+        if self.generator.sees_mask and not self.gen_cfg.hide_masked_source and s.mask_dropout > 0:
+            unknown = (torch.rand(B, device=src.device) < s.mask_dropout)[:, None, None, None]
+            mask = torch.where(unknown, torch.ones_like(mask), mask)  # "edit anywhere"
+        cond = self.generator.make_condition(src, mask, batch[self.text_source], text_dropped, image_dropped)
+        # 2. forward process: x_t = sqrt(ᾱ_t) z0 + sqrt(1 − ᾱ_t) ε, z0 = X_gt (or the edit residual)
+        z0 = self.generator.to_diffusion_space(tgt, cond)
         t = torch.randint(0, self.gen_cfg.num_train_timesteps, (B,), device=src.device)
-        noise = torch.randn_like(tgt)
-        x_t = self.generator.add_noise(tgt, noise, t)
+        noise = torch.randn_like(z0)
+        x_t = self.generator.add_noise(z0, noise, t)
         # 3. the U-Net's prediction (ε, v or x0) conditioned on Z0 = [X; I] (Eq. 4)
         pred = self.generator(x_t, t, cond)
-        # 4. x̂0 and X_edit = GB(x̂0, M) (Eq. 19; identity until the GB module is on)
+        # 4. x̂0 and X_edit = GB(x̂0, M) in image space (Eq. 19; GB is the identity until the module is on)
         x0 = self.generator.predict_x0(x_t, t, pred)
         x_edit = self.generator.postprocess(x0, cond)
-        return {"pred": pred, "pred_target": self.generator.prediction_target(tgt, noise, t), "x_edit": x_edit}
+        return {"pred": pred, "pred_target": self.generator.prediction_target(z0, noise, t), "x_edit": x_edit}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if "source" not in batch:  # every sample of the batch was unreadable
@@ -112,7 +122,7 @@ class XMGIEModule(L.LightningModule):
         out = self.generator_forward(batch)
         adversarial = lc.adv > 0 and self.global_step >= lc.adv_start_step
 
-        # 6. discriminator update on X_gt vs X_edit (Eq. 8); through the raw optimiser: not a counted step
+        # 5. discriminator update on X_gt vs X_edit (Eq. 8); through the raw optimiser: not a counted step
         if adversarial:
             with self.toggled_optimizer(opt_d):
                 d_loss = losses.discriminator_loss(self.discriminator(batch["target"]),
@@ -124,7 +134,7 @@ class XMGIEModule(L.LightningModule):
                 opt_d.optimizer.step()
             self.log("train/d_loss", d_loss, prog_bar=True)
 
-        # 7. generator update: λ_diff·MSE + λ_recon·L1 (Eq. 7) + λ_adv·L_adv (Eq. 8–9)
+        # 6. generator update: λ_diff·MSE + λ_recon·L1 (Eq. 7) + λ_adv·L_adv (Eq. 8–9)
         with self.toggled_optimizer(opt_g):
             terms = {"diff": losses.diffusion_loss(out["pred"], out["pred_target"]),
                      "recon": losses.reconstruction_loss(out["x_edit"], batch["target"])}
@@ -139,7 +149,7 @@ class XMGIEModule(L.LightningModule):
                 for group in opt_g.param_groups:
                     group["lr"] = oc.lr * min(1.0, (self.global_step + 1) / oc.warmup_steps)
             opt_g.step()
-        # 8. EMA of the generator's weights
+        # 7. EMA of the generator's weights
         if self.ema is not None:
             ema_update(self.ema, self.generator, oc.ema_decay, self.global_step)
         self.log("train/loss", g_loss, prog_bar=True)
@@ -154,7 +164,7 @@ class XMGIEModule(L.LightningModule):
     # -- validation / test: DDIM edits with the EMA weights --------------------------------------
     def edit(self, batch: dict[str, Any], steps: int | None = None, seed: int | None = 0) -> torch.Tensor:
         s = self.sampling_cfg
-        return ddim_edit(self.sampler, batch["source"], batch["mask"], batch["instruction"],
+        return ddim_edit(self.sampler, batch["source"], batch["mask"], batch[self.text_source],
                          steps=steps or s.steps, guidance_text=s.guidance_text, guidance_image=s.guidance_image,
                          seed=seed)
 
