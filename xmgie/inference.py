@@ -13,30 +13,27 @@ from xmgie.models.sampling import ddim_edit
 SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "F")
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """An RGB PIL image; a missing or unreadable file is a UserError."""
+def _open(path: str | Path, what: str) -> Image.Image:
+    """Fully decoded PIL image at `path`; a missing or unreadable file is a UserError naming `what`."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"image not found: {path}")
+        raise UserError(f"{what} not found: {path}")
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return img.copy()
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UserError(f"cannot read image {path}: {err}") from None
+        raise UserError(f"cannot read {what} {path}: {err}") from None
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """An RGB PIL image."""
+    return _open(path, "image").convert("RGB")
 
 
 def read_mask(path: str | Path) -> Image.Image:
     """A single-channel mask image (white = may change); anything else is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mask not found: {path}")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mask = img.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UserError(f"cannot read mask {path}: {err}") from None
+    mask = _open(path, "mask")
     if mask.mode not in SINGLE_CHANNEL_MODES:
         raise UserError(f"mask {path} must be a single-channel (grayscale) image, got mode {mask.mode} "
                         f"with {len(mask.getbands())} channels")

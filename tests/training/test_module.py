@@ -154,3 +154,18 @@ def test_mask_dropout_shows_the_unknown_mask(monkeypatch):
     replaced = [bool((masks[0][i] == 1).all()) and not bool((batch["mask"][i] == 1).all()) for i in range(16)]
     kept = [torch.equal(masks[0][i], batch["mask"][i]) for i in range(16)]
     assert any(replaced) and any(kept) and all(r or k for r, k in zip(replaced, kept))
+
+
+def test_timestep_power_shifts_training_towards_high_noise(monkeypatch):
+    """p = 0.5 draws t = T·u^0.5: mean 2T/3 instead of T/2 (checked on the t the U-Net receives)."""
+    seen = []
+    m = XMGIEModule(generator=MICRO, loss=LossConfig(timestep_power=0.5), discriminator_channels=8)
+    original = m.generator.forward
+    monkeypatch.setattr(m.generator, "forward", lambda x, t, *a, **k: seen.append(t) or original(x, t, *a, **k))
+    torch.manual_seed(0)
+    for _ in range(8):
+        m.generator_forward(_batch(n=16))
+    t = torch.cat(seen).float()
+    assert abs(t.mean().item() - 2 * 1000 / 3) < 60 and t.min() >= 0 and t.max() <= 999
+    with pytest.raises(ValueError, match="timestep_power"):
+        LossConfig(timestep_power=0)

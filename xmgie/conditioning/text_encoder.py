@@ -25,12 +25,15 @@ class TextEncoderConfig:
         width: feature size of each token (= the U-Net's cross_attention_dim).
         layers: transformer blocks.
         heads: attention heads per block (must divide width).
+        causal: CLIP's causal mask (each token sees only the ones before it). Off, every token sees the whole
+            instruction, so the edit's key word reaches all features from the first step.
     """
 
     context_length: int = 48
     width: int = 64
     layers: int = 2
     heads: int = 2
+    causal: bool = True
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -46,9 +49,9 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = SimpleTokenizer(context_length=cfg.context_length)
-        # causal mask as in CLIP; the pooled output is not used (cross-attention reads every token)
         self.transformer = TextTransformer(context_length=cfg.context_length, vocab_size=VOCAB_SIZE, width=cfg.width,
-                                           heads=cfg.heads, layers=cfg.layers, output_dim=None, output_tokens=True)
+                                           heads=cfg.heads, layers=cfg.layers, output_dim=None, output_tokens=True,
+                                           no_causal_mask=not cfg.causal)
 
     @property
     def width(self) -> int:

@@ -23,3 +23,19 @@ def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 def diffusion_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The denoising term: MSE between the U-Net's prediction and its target (ε, v or x0)."""
     return F.mse_loss(prediction, target)
+
+
+def mask_balanced_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE averaged inside and outside the edit mask separately, then the two halves averaged per sample, so a
+    small edit weighs as much as the (easily copied) rest of the image.
+
+    prediction/target (B, C, H, W); mask (B, 1, H, W) in {0, 1}. A sample whose mask is all ones (or all
+    zeros) uses its one non-empty region. Returns a scalar.
+    """
+    se = (prediction - target).pow(2).mean(1, keepdim=True).flatten(1)  # (B, HW)
+    m = mask.flatten(1).to(se.dtype)                                    # (B, HW)
+    n_in, n_out = m.sum(1), (1 - m).sum(1)
+    inside = (se * m).sum(1) / n_in.clamp(min=1)
+    outside = (se * (1 - m)).sum(1) / n_out.clamp(min=1)
+    halves = (n_in > 0).to(se.dtype) + (n_out > 0).to(se.dtype)
+    return ((inside + outside) / halves).mean()

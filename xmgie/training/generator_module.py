@@ -103,7 +103,8 @@ class XMGIEModule(L.LightningModule):
         cond = self.generator.make_condition(src, mask, batch[self.text_source], text_dropped, image_dropped)
         # 2. forward process: x_t = sqrt(ᾱ_t) z0 + sqrt(1 − ᾱ_t) ε, z0 = X_gt (or the edit residual)
         z0 = self.generator.to_diffusion_space(tgt, cond)
-        t = torch.randint(0, self.gen_cfg.num_train_timesteps, (B,), device=src.device)
+        T = self.gen_cfg.num_train_timesteps
+        t = (torch.rand(B, device=src.device) ** self.loss_cfg.timestep_power * T).long().clamp(max=T - 1)
         noise = torch.randn_like(z0)
         x_t = self.generator.add_noise(z0, noise, t)
         # 3. the U-Net's prediction (ε, v or x0) conditioned on Z0 = [X; I] (Eq. 4)
@@ -136,7 +137,9 @@ class XMGIEModule(L.LightningModule):
 
         # 6. generator update: λ_diff·MSE + λ_recon·L1 (Eq. 7) + λ_adv·L_adv (Eq. 8–9)
         with self.toggled_optimizer(opt_g):
-            terms = {"diff": losses.diffusion_loss(out["pred"], out["pred_target"]),
+            diff = (losses.mask_balanced_mse(out["pred"], out["pred_target"], batch["mask"]) if lc.mask_balanced
+                    else losses.diffusion_loss(out["pred"], out["pred_target"]))
+            terms = {"diff": diff,
                      "recon": losses.reconstruction_loss(out["x_edit"], batch["target"])}
             if adversarial:
                 terms["adv"] = losses.generator_adversarial_loss(self.discriminator(out["x_edit"]))
