@@ -31,7 +31,7 @@ evaluate: $(STAMP)
 	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test $(ARGS)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests $(ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests $(ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
