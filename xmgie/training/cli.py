@@ -68,6 +68,6 @@ class XMGIECLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def run_lightning_cli(argv: list[str]) -> None:
+def run_lightning_cli(argv: list[str] | None) -> None:
     XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, args=argv,
              save_config_kwargs={"overwrite": True}, parser_kwargs={"default_env": False})
