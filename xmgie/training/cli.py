@@ -21,19 +21,18 @@ from xmgie.training.generator_module import XMGIEModule
 
 
 class StepProgressBar(TQDMProgressBar):
-    """Sizes the training bar by the steps left (`max_steps`), not by the epoch, so its ETA is the run's."""
+    """A training bar that stays right after a resume: Lightning's bar ends at the steps left (`max_steps`) but
+    counts from the restored batch index, so it overflowed and its rate and ETA counted the skipped batches."""
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._epoch_start_step = trainer.global_step
+        self._done = trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches of this epoch already run
         super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.initial = self._done  # rate and ETA from the batches run now
 
     @property
     def total_train_batches(self):
-        total = super().total_train_batches
-        if self.trainer.max_steps and self.trainer.max_steps > 0:
-            left = self.trainer.max_steps - getattr(self, "_epoch_start_step", 0)
-            total = min(total, left) if isinstance(total, int) else left
-        return total
+        total = super().total_train_batches  # min(epoch length, steps left) when max_steps bounds the run
+        return min(self.trainer.num_training_batches, total + getattr(self, "_done", 0))
 
 
 def run_callbacks(root: Path, checkpoint_every: int, progress_bar: bool = True) -> list:
