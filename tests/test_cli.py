@@ -32,7 +32,7 @@ def test_edit_writes_an_image_of_the_input_size(smoke_run, image, tmp_path, caps
     assert "no instruction expander" in capsys.readouterr().err
 
 
-def test_edit_keeps_pixels_outside_a_zero_mask_region_unchanged_in_shape(smoke_run, image, tmp_path):
+def test_edit_with_guidance_scales_keeps_the_input_shape(smoke_run, image, tmp_path):
     out = tmp_path / "o.png"
     main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "best.ckpt"), "--image", str(image), "--prompt", "x",
           "--out", str(out), "--steps", "1", "--guidance-text", "2", "--guidance-image", "1.5"])

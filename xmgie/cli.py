@@ -61,7 +61,10 @@ def _data_preview(args: argparse.Namespace) -> None:
 
 
 def _file_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xmgie", description="xMGIE: instruction-guided image editing")
+    p = argparse.ArgumentParser(
+        prog="xmgie", description="xMGIE: instruction-guided image editing",
+        epilog="training: xmgie fit|validate|test --config experiments/train.yaml --data experiments/data/shapes.yaml "
+               "(LightningCLI; see xmgie fit --help)")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("edit", help="edit one image with a trained checkpoint")
