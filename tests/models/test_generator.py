@@ -98,8 +98,9 @@ def test_residual_space_round_trip_and_zero_means_copy():
 
 
 def test_mask_channel_and_pooled_text_reach_the_unet():
-    g = EditGenerator(GeneratorConfig(mask_channel=True, pooled_text=True, **MICRO)).eval()
+    g = EditGenerator(GeneratorConfig(mask_channel=True, pooled_text=True, film=True, **MICRO)).eval()
     assert g.unet.config.in_channels == 7 and g.unet.config.class_embed_type == "projection"
+    assert g.unet.config.resnet_time_scale_shift == "scale_shift"
     src = torch.rand(1, 3, 16, 16) * 2 - 1
     x, t = torch.randn(1, 3, 16, 16), torch.tensor([500])
     full, half = torch.ones(1, 1, 16, 16), torch.ones(1, 1, 16, 16)

@@ -39,6 +39,8 @@ class GeneratorConfig:
             tells the U-Net where to edit. An all-ones mask means "unknown: anywhere".
         pooled_text: add the pooled instruction feature to the timestep embedding (as Imagen and SDXL do), a
             global path that every ResNet block reads; cross-attention still carries the per-token detail.
+        film: the timestep (+ pooled text) embedding scales and shifts each ResNet block (FiLM) instead of
+            only shifting it.
         num_train_timesteps: T of the forward process.
         beta_schedule: diffusers schedule name; the cosine schedule suits small pixel-space images.
         residual: diffuse the edit (X_gt − X_ref) / 2 instead of X_gt, X_ref being the image the U-Net is shown.
@@ -52,6 +54,7 @@ class GeneratorConfig:
     hide_masked_source: bool = False
     mask_channel: bool = False
     pooled_text: bool = False
+    film: bool = False
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     residual: bool = False
@@ -72,7 +75,8 @@ class EditGenerator(nn.Module):
         self.text_encoder = TextEncoder(cfg.text)
         cond_channels = 4 if self.sees_mask else 3
         self.unet = build_unet(cfg.size, in_channels=3 + cond_channels, out_channels=3,
-                               cross_attention_dim=cfg.text.width, pooled_text=cfg.pooled_text)
+                               cross_attention_dim=cfg.text.width, pooled_text=cfg.pooled_text,
+                               film=cfg.film)
         self.plugins = nn.ModuleList(plugins)
         for plugin in self.plugins:
             plugin.attach(self.unet)

@@ -37,9 +37,10 @@ UNET_SIZES: dict[str, UNetSize] = {
 
 
 def build_unet(size: str, in_channels: int, out_channels: int, cross_attention_dim: int,
-               pooled_text: bool = False) -> UNet2DConditionModel:
+               pooled_text: bool = False, film: bool = False) -> UNet2DConditionModel:
     """Random-initialised U-Net of the named size; `pooled_text` adds a linear projection of a pooled text
-    feature (B, cross_attention_dim), passed as `class_labels`, to the timestep embedding."""
+    feature (B, cross_attention_dim), passed as `class_labels`, to the timestep embedding; `film` lets that
+    embedding scale and shift every ResNet block's features instead of only shifting them."""
     if size not in UNET_SIZES:
         raise KeyError(f"unknown U-Net size {size!r}; available: {', '.join(UNET_SIZES)}")
     s = UNET_SIZES[size]
@@ -49,4 +50,5 @@ def build_unet(size: str, in_channels: int, out_channels: int, cross_attention_d
         up_block_types=s.up_block_types, layers_per_block=s.layers_per_block, attention_head_dim=s.heads,
         norm_num_groups=s.norm_num_groups,
         class_embed_type="projection" if pooled_text else None,
+        resnet_time_scale_shift="scale_shift" if film else "default",
         projection_class_embeddings_input_dim=cross_attention_dim if pooled_text else None)
