@@ -42,7 +42,7 @@ def test_forward_shape_and_null_conditions(gen):
                               text_dropped=torch.tensor([True, False]), image_dropped=torch.tensor([False, True]))
     empty = gen.text_encoder.tokenize([""])[0]
     assert torch.equal(cond.tokens[0].cpu(), empty)          # dropped text -> the empty instruction
-    image = gen.image_condition(cond.source, cond.mask, cond.image_dropped)
+    image = gen.image_condition(cond)
     assert image[1].abs().sum() == 0 and torch.equal(image[0], src[0])
     out = gen(torch.randn(2, 3, 16, 16), torch.tensor([1, 500]), cond)
     assert out.shape == (2, 3, 16, 16)
@@ -52,7 +52,7 @@ def test_hidden_source_adds_a_mask_channel():
     g = EditGenerator(GeneratorConfig(hide_masked_source=True, **MICRO))
     src, mask = torch.ones(1, 3, 8, 8), torch.zeros(1, 1, 8, 8)
     mask[..., :4] = 1
-    image = g.image_condition(src, mask, torch.tensor([False]))
+    image = g.image_condition(g.make_condition(src, mask, ["x"]))
     assert image.shape == (1, 4, 8, 8) and image[0, :3, :, :4].abs().sum() == 0 and torch.equal(image[0, 3], mask[0, 0])
     assert g.unet.config.in_channels == 7
 

@@ -89,11 +89,12 @@ class EditGenerator(nn.Module):
         return self.cfg.hide_masked_source or self.cfg.mask_channel
 
     # -- conditioning ------------------------------------------------------------------------
-    def image_condition(self, source: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W), (B, 1, H, W), (B,) bool -> (B, 3 or 4, H, W); dropped samples get zeros (null image)."""
-        shown = source * (1 - mask) if self.cfg.hide_masked_source else source
-        cond = torch.cat([shown, mask], dim=1) if self.sees_mask else shown  # (B, 3 or 4, H, W)
-        return cond * (~dropped).to(cond.dtype)[:, None, None, None]
+    def image_condition(self, cond: EditCondition) -> torch.Tensor:
+        """(B, 3 or 4, H, W): the source as shown (`reference`), plus the mask channel when the U-Net sees it;
+        samples whose image is dropped get zeros (the null image condition)."""
+        shown = self.reference(cond)
+        image = torch.cat([shown, cond.mask], dim=1) if self.sees_mask else shown  # (B, 3 or 4, H, W)
+        return image * (~cond.image_dropped).to(image.dtype)[:, None, None, None]
 
     def tokenize(self, instructions: Sequence[str], text_dropped: torch.Tensor | None = None) -> torch.Tensor:
         """B strings -> (B, T) ids; dropped samples get the empty instruction (the null text condition)."""
@@ -138,7 +139,7 @@ class EditGenerator(nn.Module):
         for plugin in self.plugins:
             plugin.condition(cond)
         context = self.context(cond) if context is None else context
-        image = self.image_condition(cond.source, cond.mask, cond.image_dropped)
+        image = self.image_condition(cond)
         z = torch.cat([x_t, image], dim=1)  # (B, 3 + 3|4, H, W): Eq. 4, image half
         pooled = context.pooled if self.cfg.pooled_text else None
         return self.unet(z, t, encoder_hidden_states=context.tokens, class_labels=pooled).sample
