@@ -216,9 +216,11 @@ def make_sample(seed: int, res: int, edits: tuple[str, ...] = EDITS) -> EditSamp
     kind = str(rng.choice(edits))
     edited, prompt, instruction = apply_edit(scene, kind, rng)
     src, tgt = render(scene, res), render(edited, res)
-    if kind == "background":
-        mask = ~(subject_region(scene, res) | np.any([shape_mask(o, res) for o in scene.objects[1:]] or
-                                                     [np.zeros((res, res), bool)], axis=0))
+    if kind == "background":  # every pixel no object covers
+        occupied = subject_region(scene, res).copy()
+        for o in scene.objects[1:]:
+            occupied |= shape_mask(o, res)
+        mask = ~occupied
     else:
         mask = subject_region(scene, res) | subject_region(edited, res)
 
