@@ -8,7 +8,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from xmgie.errors import UserError
-from xmgie.models.sampling import ddim_edit
 
 SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "F")
 
@@ -71,11 +70,10 @@ class EditPipeline:
     def __call__(self, image: Image.Image, instruction: str, mask: Image.Image | None = None, steps: int | None = None,
                  guidance_text: float | None = None, guidance_image: float | None = None,
                  seed: int = 0) -> Image.Image:
-        s = self.module.sampling_cfg
         src = image_to_tensor(image, self.resolution).to(self.device)
         m = (mask_to_tensor(mask, self.resolution) if mask is not None else torch.ones(1, 1, *src.shape[-2:]))
-        out = ddim_edit(self.module.sampler, src, m.to(self.device), [instruction], steps=steps or s.steps,
-                        guidance_text=s.guidance_text if guidance_text is None else guidance_text,
-                        guidance_image=s.guidance_image if guidance_image is None else guidance_image, seed=seed)
+        batch = {"source": src, "mask": m.to(self.device), "instruction": [instruction], "prompt": [instruction]}
+        out = self.module.edit(batch, steps=steps, seed=seed, guidance_text=guidance_text,
+                               guidance_image=guidance_image)
         arr = ((out[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(arr).resize(image.size, Image.BICUBIC)

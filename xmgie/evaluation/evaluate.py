@@ -28,10 +28,6 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         dm = build_datamodule(dataset, resolution=int(info.get("resolution", 32)), batch_size=batch_size)
     except KeyError as err:
         raise UserError(str(err.args[0])) from None
-    if guidance_text is not None:
-        module.sampling_cfg.guidance_text = guidance_text
-    if guidance_image is not None:
-        module.sampling_cfg.guidance_image = guidance_image
     quality = EditQuality()
     start = time.perf_counter()
     n = 0
@@ -44,13 +40,15 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
                 if keep <= 0:
                     break
                 batch = {k: v[:keep] if isinstance(v, (list, torch.Tensor)) else v for k, v in batch.items()}
-            edit = module.edit(batch, steps=steps, seed=seed + i)
+            edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
+                               guidance_image=guidance_image)
             quality.update(edit, batch["target"], batch["source"], batch["mask"])
             n += edit.shape[0]
     values = {k: (int(v) if k == "n_images" else round(float(v), 4)) for k, v in quality.compute().items()}
     s = module.sampling_cfg
-    return {"dataset": dataset, "split": split, "checkpoint": str(ckpt), **values,
-            "steps": steps or s.steps, "guidance_text": s.guidance_text, "guidance_image": s.guidance_image,
+    return {"dataset": dataset, "split": split, "checkpoint": str(ckpt), **values, "steps": steps or s.steps,
+            "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
+            "guidance_image": s.guidance_image if guidance_image is None else guidance_image,
             "seed": seed, "seconds": round(time.perf_counter() - start, 1)}
 
 

@@ -6,12 +6,14 @@ With s_T = s_I = 1 this is the plain conditional prediction, and only that one U
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import torch
 from diffusers import DDIMScheduler
 
 from xmgie.models.generator import EditGenerator
+from xmgie.models.plugin import EditCondition
 
 
 def ddim_scheduler(generator: EditGenerator, steps: int) -> DDIMScheduler:
@@ -42,8 +44,9 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         cond = generator.make_condition(source.repeat(3, 1, 1, 1), mask.repeat(3, 1, 1, 1), list(instructions) * 3,
                                         text_dropped=torch.cat([no, yes, yes]),
                                         image_dropped=torch.cat([no, no, yes]))
+        edit_cond = EditCondition(**{f.name: getattr(cond, f.name)[:B] for f in dataclasses.fields(cond)})
     else:
-        cond = generator.make_condition(source, mask, instructions)
+        cond = edit_cond = generator.make_condition(source, mask, instructions)
     context = generator.context(cond)  # text features are the same at every step: encode once
     rng = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
     x = torch.randn(source.shape, generator=rng).to(device)  # 1. x_T
@@ -54,5 +57,4 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
             full, image_only, uncond = pred.chunk(3)
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)
         x = sched.step(pred, t, x).prev_sample  # 3.
-    first = generator.make_condition(source, mask, instructions) if guided else cond
-    return generator.postprocess(x, first).clamp(-1, 1)  # 4.
+    return generator.postprocess(x, edit_cond).clamp(-1, 1)  # 4. with the full-condition branch

@@ -165,11 +165,14 @@ class XMGIEModule(L.LightningModule):
             self.skipped = 0
 
     # -- validation / test: DDIM edits with the EMA weights --------------------------------------
-    def edit(self, batch: dict[str, Any], steps: int | None = None, seed: int | None = 0) -> torch.Tensor:
+    def edit(self, batch: dict[str, Any], steps: int | None = None, seed: int | None = 0,
+             guidance_text: float | None = None, guidance_image: float | None = None) -> torch.Tensor:
+        """DDIM edits of a batch with the sampling weights; None means the configured steps / scale."""
         s = self.sampling_cfg
         return ddim_edit(self.sampler, batch["source"], batch["mask"], batch[self.text_source],
-                         steps=steps or s.steps, guidance_text=s.guidance_text, guidance_image=s.guidance_image,
-                         seed=seed)
+                         steps=steps or s.steps,
+                         guidance_text=s.guidance_text if guidance_text is None else guidance_text,
+                         guidance_image=s.guidance_image if guidance_image is None else guidance_image, seed=seed)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if "source" not in batch:
