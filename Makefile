@@ -9,9 +9,10 @@ DATASET ?= shapes
 NAME ?= default
 RUN := runs/$(DATASET)/$(NAME)
 CKPT ?= $(RUN)/checkpoints/last.ckpt
+IDENTITY := runs/$(DATASET)/identity/encoder.pt
 ARGS ?=
 
-.PHONY: setup train evaluate test bench preview clean
+.PHONY: setup train train-identity evaluate test bench preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +23,18 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Trains into runs/$(DATASET)/$(NAME); run again after an interruption and it resumes from last.ckpt.
-train: $(STAMP)
+# The IE module's frozen identity encoder is trained first when it does not exist yet.
+train: $(STAMP) $(IDENTITY)
 	$(XMGIE) fit --config experiments/train.yaml --data experiments/data/$(DATASET).yaml \
-		--trainer.default_root_dir=$(RUN) \
+		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) \
 		$(if $(wildcard $(RUN)/checkpoints/last.ckpt),--ckpt_path=$(RUN)/checkpoints/last.ckpt) $(ARGS)
+
+$(IDENTITY): | $(STAMP)
+	$(XMGIE) identity train --dataset $(DATASET) --out $@
+
+# Retrains the identity encoder E_id (writes $(IDENTITY) and a .json with its held-out accuracy).
+train-identity: $(STAMP)
+	$(XMGIE) identity train --dataset $(DATASET) --out $(IDENTITY) $(ARGS)
 
 evaluate: $(STAMP)
 	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test $(ARGS)

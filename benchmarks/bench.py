@@ -37,7 +37,7 @@ class StepTimer(L.Callback):
         self.times.append(time.perf_counter() - self._t)
 
 
-def bench_training(steps: int) -> dict:
+def bench_training(steps: int, extra_args: list[str] = ()) -> dict:
     from xmgie.training.cli import XMGIECLI
     from xmgie.training.generator_module import XMGIEModule
     from data_modules.base import EditDataModule
@@ -48,7 +48,7 @@ def bench_training(steps: int) -> dict:
                        args=["--config", str(REPO / "experiments/train.yaml"), "--data",
                              str(REPO / "experiments/data/shapes.yaml"), f"--trainer.default_root_dir={tmp}",
                              f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0",
-                             "--trainer.enable_progress_bar=false", "--trainer.logger=false"])
+                             "--trainer.enable_progress_bar=false", "--trainer.logger=false", *extra_args])
         cli.trainer.callbacks.append(timer)
         cli.trainer.fit(cli.model, cli.datamodule)
         warm = timer.times[5:]  # the first steps pay for allocation and kernel selection
@@ -56,6 +56,15 @@ def bench_training(steps: int) -> dict:
         return {"model": cli.model, "datamodule": cli.datamodule, "median_step_s": round(med, 4),
                 "steps_per_s": round(1 / med, 3), "batch_size": cli.datamodule.batch_size,
                 "resolution": cli.datamodule.resolution, "steps_timed": len(warm)}
+
+
+def variant_args(variant: str, tmp: Path) -> list[str]:
+    """CLI overrides of a variant. Timing does not depend on E_id's weights: a random encoder file stands in."""
+    from xmgie.modules.identity import SmallIdentityCNN, save_identity_encoder
+
+    if variant == "base":
+        return ["--config", str(REPO / "experiments/ablation/base.yaml")]
+    return [f"--model.modules.ie.weights={save_identity_encoder(SmallIdentityCNN(64), tmp / 'identity.pt')}"]
 
 
 def bench_edit(module, dm, repeats: int = 5) -> dict:
@@ -88,15 +97,19 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--out", default=str(REPO / "benchmarks/results/cpu.json"))
+    p.add_argument("--variant", default="full", choices=("full", "base"),
+                   help="all four modules (experiments/train.yaml) or none (experiments/ablation/base.yaml)")
+    p.add_argument("--skip-edit", action="store_true", help="time training only")
     args = p.parse_args()
     torch.manual_seed(0)
-    train = bench_training(args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        train = bench_training(args.steps, variant_args(args.variant, Path(tmp)))
     module, dm = train.pop("model").eval(), train.pop("datamodule")
     with torch.no_grad():
-        edit = bench_edit(module, dm)
+        edit = {} if args.skip_edit else bench_edit(module, dm)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__},
-              "config": "experiments/train.yaml + experiments/data/shapes.yaml",
+              "config": "experiments/train.yaml + experiments/data/shapes.yaml", "variant": args.variant,
               "training": train, "editing": edit, **bench_render(),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -133,6 +133,11 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
     def num_attributes(self) -> int:
         return 0
 
+    @property
+    def num_identities(self) -> int:
+        """Identity labels are 0..num_identities-1 (0: the dataset has none)."""
+        return 0
+
     # -- Lightning hooks ----------------------------------------------------------------------
     def dataset(self, split: str) -> Dataset:
         if split not in SPLITS:

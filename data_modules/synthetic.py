@@ -271,5 +271,9 @@ class ShapesDataModule(EditDataModule):
     def num_attributes(self) -> int:
         return len(ATTRIBUTE_NAMES)
 
+    @property
+    def num_identities(self) -> int:
+        return NUM_IDENTITIES
+
     def make_split(self, split: str) -> Dataset:
         return ShapesDataset(SPLIT_OFFSETS[split], self.sizes[split], self.resolution, self.edits)

@@ -10,7 +10,9 @@ from data_modules.base import EditDataModule
 
 YAMLS = sorted((REPO / "experiments").rglob("*.yaml"))
 DATA_YAMLS = [p for p in YAMLS if p.parent.name == "data"]
-RUN_YAMLS = [p for p in YAMLS if p.parent.name != "data"]
+ABLATION_YAMLS = [p for p in YAMLS if p.parent.name == "ablation"]
+RUN_YAMLS = [p for p in YAMLS if p.parent.name not in ("data", "ablation")]
+TRAIN = REPO / "experiments" / "train.yaml"
 
 
 def test_there_are_configs():
@@ -29,3 +31,15 @@ def test_every_run_config_parses_and_instantiates(run: Path, data: Path, tmp_pat
                    args=["--config", str(run), "--data", str(data), f"--trainer.default_root_dir={tmp_path}"])
     assert isinstance(cli.model, XMGIEModule) and isinstance(cli.datamodule, EditDataModule)
     assert cli.trainer.default_root_dir == str(tmp_path)
+
+
+@pytest.mark.parametrize("variant", ABLATION_YAMLS, ids=lambda p: p.stem)
+def test_each_ablation_variant_switches_off_what_it_names(variant: Path, tmp_path):
+    cli = XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, run=False,
+                   args=["--config", str(TRAIN), "--config", str(variant), "--data", str(DATA_YAMLS[0]),
+                         f"--trainer.default_root_dir={tmp_path}"])
+    expected = {"full": ["ie", "cam", "pfb", "gb"], "base": []}.get(variant.stem)
+    if expected is None:  # wo_<module>
+        expected = [m for m in ("ie", "cam", "pfb", "gb") if m != variant.stem.removeprefix("wo_")]
+    assert cli.model.modules_cfg.enabled == expected
+    assert len(cli.model.generator.plugins) == len(expected)

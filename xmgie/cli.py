@@ -4,6 +4,7 @@
     xmgie edit --ckpt C --image I --prompt P [--mask M] [--out O]
     xmgie evaluate --ckpt C [--dataset D] [--split test]
     xmgie data preview --dataset shapes --out grid.png
+    xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     result = evaluate_checkpoint(args.ckpt, args.dataset, args.split, limit=args.limit, steps=args.steps,
                                  batch_size=args.batch_size, seed=args.seed, guidance_text=args.guidance_text,
-                                 guidance_image=args.guidance_image)
+                                 guidance_image=args.guidance_image, identity_weights=args.identity)
     out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
     result["written_to"] = str(write_result(result, out))
     print(json.dumps(result))
@@ -58,6 +59,14 @@ def _data_preview(args: argparse.Namespace) -> None:
     for s in samples:
         print(f"P: {s.prompt}\n   I: {s.instruction}")
     print(path)
+
+
+def _identity_train(args: argparse.Namespace) -> None:
+    from xmgie.training.identity_module import train_identity_encoder
+
+    print(json.dumps(train_identity_encoder(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
+                                            resolution=args.resolution, dim=args.dim, loss=args.loss,
+                                            seed=args.seed)))
 
 
 def _file_parser() -> argparse.ArgumentParser:
@@ -89,6 +98,7 @@ def _file_parser() -> argparse.ArgumentParser:
     v.add_argument("--guidance-image", type=float)
     v.add_argument("--batch-size", type=int, default=32)
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--identity", help="identity encoder weights (make train-identity): adds identity_cosine")
     v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
     v.add_argument("--out", help="output JSON path (overrides --name)")
     v.set_defaults(func=_evaluate)
@@ -102,6 +112,19 @@ def _file_parser() -> argparse.ArgumentParser:
     pv.add_argument("--resolution", type=int, default=64)
     pv.add_argument("--out", default="grid.png")
     pv.set_defaults(func=_data_preview)
+
+    i = sub.add_parser("identity", help="the identity encoder E_id of the IE module")
+    isub = i.add_subparsers(dest="identity_command", required=True)
+    it = isub.add_parser("train", help="train the small E_id CNN on a dataset's identity labels; prints JSON")
+    it.add_argument("--dataset", default="shapes")
+    it.add_argument("--out", required=True, help="weights file to write (a .json summary is written beside it)")
+    it.add_argument("--steps", type=int, default=1000)
+    it.add_argument("--batch-size", type=int, default=32)
+    it.add_argument("--resolution", type=int, help="default: the dataset's")
+    it.add_argument("--dim", type=int, default=64, help="embedding size D_id")
+    it.add_argument("--loss", default="softmax", choices=("softmax", "arcface"))
+    it.add_argument("--seed", type=int, default=0)
+    it.set_defaults(func=_identity_train)
     return p
 
 

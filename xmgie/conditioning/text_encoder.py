@@ -14,6 +14,7 @@ from open_clip.transformer import TextTransformer
 from torch import nn
 
 VOCAB_SIZE = 49408  # open_clip's shipped BPE vocabulary
+START_TOKEN, END_TOKEN = 49406, 49407  # its <start_of_text> and <end_of_text> ids; padding is 0
 
 
 @dataclass

@@ -3,6 +3,7 @@ channels, the expressive instruction's token features enter by cross-attention (
 The four modules attach as `EditPlugin`s."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
@@ -11,7 +12,7 @@ from diffusers import DDPMScheduler
 from torch import nn
 
 from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig
-from xmgie.models.plugin import EditCondition, EditPlugin
+from xmgie.models.plugin import EditCondition, EditPlugin, phases
 from xmgie.models.unet import UNET_SIZES, build_unet
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -108,8 +109,11 @@ class EditGenerator(nn.Module):
         none = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
         text_dropped = none if text_dropped is None else text_dropped.to(source.device)
         image_dropped = none if image_dropped is None else image_dropped.to(source.device)
-        return EditCondition(source=source, mask=mask, tokens=self.tokenize(instructions, text_dropped),
+        cond = EditCondition(source=source, mask=mask, tokens=self.tokenize(instructions, text_dropped),
                              text_dropped=text_dropped, image_dropped=image_dropped)
+        for plugin in self.plugins:
+            plugin.prepare(cond)
+        return cond
 
     def context(self, cond: EditCondition) -> TextContext:
         """Text features of the condition: the tokens cross-attention reads (extended by plugins) and the
@@ -133,14 +137,42 @@ class EditGenerator(nn.Module):
         return self.reference(cond) + 2 * z if self.cfg.residual else z
 
     # -- denoising ---------------------------------------------------------------------------
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition,
-                context: TextContext | None = None) -> torch.Tensor:
-        """(B, 3, H, W) noisy image at integer timesteps t (B,) -> the U-Net's prediction (B, 3, H, W)."""
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition, context: TextContext | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) noisy image at integer timesteps t (B,) -> the U-Net's prediction (B, 3, H, W).
+
+        With a plugin that needs a reference branch (PFB), `noise` is the ε that made x_t: the reference branch
+        denoises the source noised to the same t with the same ε under the null instruction. With gradients on,
+        it runs first as a gradient-free pass (its backward would cost as much as the edit branch's); without,
+        both branches run as one batched U-Net call.
+        """
+        users = [p for p in self.plugins if p.needs_reference]
+        if not users:
+            return self._denoise(x_t, t, cond, context)
+        if noise is None:
+            raise ValueError("the reference branch (PFB) needs the noise ε that made x_t")
+        B = x_t.shape[0]
+        ref_cond = dataclasses.replace(cond, tokens=self.tokenize([""] * B),
+                                       text_dropped=torch.ones_like(cond.text_dropped))
+        x_ref = self.add_noise(self.to_diffusion_space(self.reference(cond), cond), noise, t)
+        if torch.is_grad_enabled():
+            with torch.no_grad(), phases(users, "record"):
+                self._denoise(x_ref, t, ref_cond)
+            with phases(users, "edit"):
+                return self._denoise(x_t, t, cond, context)
+        context = self.context(cond) if context is None else context
+        ref_context = self.context(ref_cond)
+        both = TextContext(torch.cat([context.tokens, ref_context.tokens]), torch.cat([context.pooled, ref_context.pooled]))
+        with phases(users, "batched"):
+            return self._denoise(torch.cat([x_t, x_ref]), torch.cat([t, t]), cond.cat(ref_cond), both)[:B]
+
+    def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition,
+                 context: TextContext | None = None) -> torch.Tensor:
+        """One U-Net call: Z0 = [x_t; image condition] and the text context (Eq. 4)."""
         for plugin in self.plugins:
             plugin.condition(cond)
         context = self.context(cond) if context is None else context
-        image = self.image_condition(cond)
-        z = torch.cat([x_t, image], dim=1)  # (B, 3 + 3|4, H, W): Eq. 4, image half
+        z = torch.cat([x_t, self.image_condition(cond)], dim=1)  # (B, 3 + 3|4, H, W): Eq. 4, image half
         pooled = context.pooled if self.cfg.pooled_text else None
         return self.unet(z, t, encoder_hidden_states=context.tokens, class_labels=pooled).sample
 

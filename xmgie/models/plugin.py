@@ -1,13 +1,18 @@
 """How the four modules (PFB, CAM, IE, GB) plug into the generator: one small interface, no flags.
 
 A plugin is an nn.Module (so its parameters train and checkpoint with the generator). The generator calls
-`attach(unet)` once (install forward hooks or attention processors), `condition(cond)` before every U-Net
-call, `extend_context(features, cond)` to add conditioning tokens, and `postprocess(x0, cond)` on the
-generator's image-space output (X_edit).
+`attach(unet)` once (install forward hooks or attention processors), `prepare(cond)` once per condition
+(per-image work that every U-Net call of an edit shares), `condition(cond)` before every U-Net call,
+`extend_context(features, cond)` to add conditioning tokens, and `postprocess(x0, cond)` on the generator's
+image-space output (X_edit). A plugin with `needs_reference` gets a reference branch: the generator runs the
+U-Net on the source as well, inside the plugin's `reference_phase`. `losses` adds training terms.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -18,7 +23,8 @@ class EditCondition:
     """What one U-Net call is conditioned on (all on the U-Net's device).
 
     source: (B, 3, H, W) in [-1, 1]; mask: (B, 1, H, W) in {0, 1}; tokens: (B, T) int64 instruction ids;
-    text_dropped / image_dropped: (B,) bool, samples whose text / image condition is the null one.
+    text_dropped / image_dropped: (B,) bool, samples whose text / image condition is the null one;
+    extras: per-sample tensors (B, ...) that plugins compute once in `prepare` (e.g. the identity embedding).
     """
 
     source: torch.Tensor
@@ -26,13 +32,37 @@ class EditCondition:
     tokens: torch.Tensor
     text_dropped: torch.Tensor
     image_dropped: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def _map(self, fn) -> "EditCondition":
+        fields = {f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
+        return EditCondition(**fields, extras={k: fn(v) for k, v in self.extras.items()})
+
+    def rows(self, index: slice) -> "EditCondition":
+        """The condition of a slice of the batch."""
+        return self._map(lambda x: x[index])
+
+    def repeat(self, n: int) -> "EditCondition":
+        """The batch repeated n times along the batch dimension."""
+        return self._map(lambda x: torch.cat([x] * n))
+
+    def cat(self, other: "EditCondition") -> "EditCondition":
+        """This batch followed by `other` (same fields and extras)."""
+        return EditCondition(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)])
+                                for f in dataclasses.fields(self) if f.name != "extras"},
+                             extras={k: torch.cat([v, other.extras[k]]) for k, v in self.extras.items()})
 
 
 class EditPlugin(nn.Module):
     """Base class: every hook is the identity, so a plugin overrides only what it changes."""
 
+    needs_reference = False
+
     def attach(self, unet: nn.Module) -> None:
         """Install hooks / attention processors on `unet` (called once, on construction)."""
+
+    def prepare(self, cond: EditCondition) -> None:
+        """Add per-sample tensors to `cond.extras` (called once when a condition is made)."""
 
     def condition(self, cond: EditCondition) -> None:
         """Receive the condition of the U-Net call that follows."""
@@ -44,3 +74,20 @@ class EditPlugin(nn.Module):
     def postprocess(self, x0: torch.Tensor, cond: EditCondition) -> torch.Tensor:
         """(B, 3, H, W) predicted clean image -> X_edit."""
         return x0
+
+    def losses(self, x_edit: torch.Tensor, target: torch.Tensor, cond: EditCondition) -> dict[str, torch.Tensor]:
+        """Extra training terms, by the LossConfig name of their weight."""
+        return {}
+
+    def reference_phase(self, phase: str) -> contextlib.AbstractContextManager[Any]:
+        """Context for U-Net calls of the reference branch machinery (only with `needs_reference`)."""
+        return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def phases(plugins: list[EditPlugin], phase: str) -> Iterator[None]:
+    """Enter `reference_phase(phase)` of every plugin."""
+    with contextlib.ExitStack() as stack:
+        for p in plugins:
+            stack.enter_context(p.reference_phase(phase))
+        yield

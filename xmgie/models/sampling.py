@@ -6,14 +6,12 @@ With s_T = s_I = 1 this is the plain conditional prediction, and only that one U
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import torch
 from diffusers import DDIMScheduler
 
 from xmgie.models.generator import EditGenerator
-from xmgie.models.plugin import EditCondition
 
 
 def ddim_scheduler(generator: EditGenerator, steps: int) -> DDIMScheduler:
@@ -44,15 +42,16 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         cond = generator.make_condition(source.repeat(3, 1, 1, 1), mask.repeat(3, 1, 1, 1), list(instructions) * 3,
                                         text_dropped=torch.cat([no, yes, yes]),
                                         image_dropped=torch.cat([no, no, yes]))
-        edit_cond = EditCondition(**{f.name: getattr(cond, f.name)[:B] for f in dataclasses.fields(cond)})
+        edit_cond = cond.rows(slice(0, B))
     else:
         cond = edit_cond = generator.make_condition(source, mask, instructions)
     context = generator.context(cond)  # text features are the same at every step: encode once
     rng = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
     x = torch.randn(source.shape, generator=rng).to(device)  # 1. x_T
+    noise = x.repeat(3, 1, 1, 1) if guided else x  # the reference branch (PFB) is noised with x_T's ε
     for t in sched.timesteps:
         tt = torch.full((cond.source.shape[0],), int(t), device=device, dtype=torch.long)
-        pred = generator(x.repeat(3, 1, 1, 1) if guided else x, tt, cond, context)  # 2.
+        pred = generator(x.repeat(3, 1, 1, 1) if guided else x, tt, cond, context, noise=noise)  # 2.
         if guided:
             full, image_only, uncond = pred.chunk(3)
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)

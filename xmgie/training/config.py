@@ -16,6 +16,7 @@ class LossConfig:
         diff: λ_diff, the denoising term a diffusion model needs.
         recon: λ_recon (paper: 1.0), Eq. 7 on X_edit = GB(x̂0).
         adv: λ_adv (paper: 0.1), Eq. 8 through a PatchGAN; 0 switches the discriminator off.
+        id: λ_id (paper: 0.5), Eq. 16; used when the IE module is on.
         adv_start_step: generator updates before the adversarial term (and the D updates) begin.
         mask_balanced: the denoising term averages its error inside and outside the edit mask separately
             (`losses.mask_balanced_mse`), so small edits are not drowned by the copied background.
@@ -26,12 +27,13 @@ class LossConfig:
     diff: float = 1.0
     recon: float = 1.0
     adv: float = 0.1
+    id: float = 0.5
     adv_start_step: int = 0
     timestep_power: float = 1.0
     mask_balanced: bool = False
 
     def __post_init__(self) -> None:
-        if min(self.diff, self.recon, self.adv) < 0:
+        if min(self.diff, self.recon, self.adv, self.id) < 0:
             raise ValueError(f"loss weights must be non-negative, got {self}")
         if self.timestep_power <= 0:
             raise ValueError(f"timestep_power must be positive, got {self.timestep_power}")

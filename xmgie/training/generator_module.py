@@ -13,15 +13,24 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from xmgie.conditioning.text_encoder import END_TOKEN, START_TOKEN
+from xmgie.errors import UserError
 from xmgie.evaluation.metrics import EditQuality
 from xmgie.models import losses
 from xmgie.models.discriminator import PatchDiscriminator
 from xmgie.models.generator import EditGenerator, GeneratorConfig
 from xmgie.models.sampling import ddim_edit
+from xmgie.modules.config import ModulesConfig, build_plugins
+from xmgie.modules.identity import IdentityEmbedding, load_identity_weights
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
 from xmgie.training.ema import ema_update
 
 CHECKPOINT_KIND = "xmgie-generator"
+
+
+def build_generator(generator: GeneratorConfig, modules: ModulesConfig) -> EditGenerator:
+    """The generator with the enabled modules plugged in."""
+    return EditGenerator(generator, build_plugins(modules, generator.text.width, (START_TOKEN, END_TOKEN)))
 
 
 class XMGIEModule(L.LightningModule):
@@ -29,6 +38,7 @@ class XMGIEModule(L.LightningModule):
 
     Args:
         generator: architecture and diffusion process of the generator.
+        modules: the four xMGIE modules (PFB, CAM, IE, GB), each switchable.
         loss: loss weights.
         optim: optimisers and EMA.
         sampling: conditioning dropout and DDIM editing.
@@ -37,7 +47,8 @@ class XMGIEModule(L.LightningModule):
             short "prompt" P (InstructPix2Pix without an instruction expander).
     """
 
-    def __init__(self, generator: GeneratorConfig = GeneratorConfig(), loss: LossConfig = LossConfig(),
+    def __init__(self, generator: GeneratorConfig = GeneratorConfig(), modules: ModulesConfig = ModulesConfig(),
+                 loss: LossConfig = LossConfig(),
                  optim: OptimConfig = OptimConfig(), sampling: SamplingConfig = SamplingConfig(),
                  discriminator_channels: int = 32, discriminator_layers: int = 2, text_source: str = "instruction"):
         super().__init__()
@@ -45,17 +56,19 @@ class XMGIEModule(L.LightningModule):
             raise ValueError(f"text_source must be 'instruction' or 'prompt', got {text_source!r}")
         self.text_source = text_source
         self.gen_cfg = coerce(GeneratorConfig, generator)
+        self.modules_cfg = coerce(ModulesConfig, modules)
         self.loss_cfg = coerce(LossConfig, loss)
         self.optim_cfg = coerce(OptimConfig, optim)
         self.sampling_cfg = coerce(SamplingConfig, sampling)
         self.save_hyperparameters({
-            "generator": dataclasses.asdict(self.gen_cfg), "loss": dataclasses.asdict(self.loss_cfg),
+            "generator": dataclasses.asdict(self.gen_cfg), "modules": dataclasses.asdict(self.modules_cfg),
+            "loss": dataclasses.asdict(self.loss_cfg),
             "optim": dataclasses.asdict(self.optim_cfg), "sampling": dataclasses.asdict(self.sampling_cfg),
             "discriminator_channels": discriminator_channels, "discriminator_layers": discriminator_layers,
             "text_source": text_source})
         self.automatic_optimization = False
-        self.generator = EditGenerator(self.gen_cfg)
-        self.ema = EditGenerator(self.gen_cfg) if self.optim_cfg.ema_decay > 0 else None
+        self.generator = build_generator(self.gen_cfg, self.modules_cfg)
+        self.ema = build_generator(self.gen_cfg, self.modules_cfg) if self.optim_cfg.ema_decay > 0 else None
         if self.ema is not None:
             self.ema.load_state_dict(self.generator.state_dict())
             self.ema.requires_grad_(False).eval()
@@ -75,6 +88,17 @@ class XMGIEModule(L.LightningModule):
             raise ValueError(f"dataset {dm.name!r} has hide_masked_source={hide} but the generator was built with "
                              f"{self.gen_cfg.hide_masked_source}: set --model.generator.hide_masked_source={hide}")
         self.data_info = {"dataset": dm.name, "resolution": dm.resolution, "hide_masked_source": hide}
+        ie = self.modules_cfg.ie
+        if stage == "fit" and ie.enabled:  # E_id is frozen: its weights come from its own training stage
+            if ie.weights is None:
+                raise ValueError("modules.ie.enabled needs modules.ie.weights (run `make train-identity`)")
+            for gen in (self.generator, self.ema):
+                for plugin in gen.plugins if gen is not None else ():
+                    if isinstance(plugin, IdentityEmbedding):
+                        try:
+                            load_identity_weights(plugin.encoder, ie.weights)
+                        except (FileNotFoundError, ValueError) as err:
+                            raise UserError(str(err)) from None
 
     @property
     def sampler(self) -> EditGenerator:
@@ -108,11 +132,12 @@ class XMGIEModule(L.LightningModule):
         noise = torch.randn_like(z0)
         x_t = self.generator.add_noise(z0, noise, t)
         # 3. the U-Net's prediction (ε, v or x0) conditioned on Z0 = [X; I] (Eq. 4)
-        pred = self.generator(x_t, t, cond)
+        pred = self.generator(x_t, t, cond, noise=noise)
         # 4. x̂0 and X_edit = GB(x̂0, M) in image space (Eq. 19; GB is the identity until the module is on)
         x0 = self.generator.predict_x0(x_t, t, pred)
         x_edit = self.generator.postprocess(x0, cond)
-        return {"pred": pred, "pred_target": self.generator.prediction_target(z0, noise, t), "x_edit": x_edit}
+        return {"pred": pred, "pred_target": self.generator.prediction_target(z0, noise, t), "x_edit": x_edit,
+                "cond": cond}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if "source" not in batch:  # every sample of the batch was unreadable
@@ -141,6 +166,8 @@ class XMGIEModule(L.LightningModule):
                     else losses.diffusion_loss(out["pred"], out["pred_target"]))
             terms = {"diff": diff,
                      "recon": losses.reconstruction_loss(out["x_edit"], batch["target"])}
+            for plugin in self.generator.plugins:  # λ_id·|E_id(X_edit) − E_id(X_gt)|² (Eq. 16)
+                terms.update(plugin.losses(out["x_edit"], batch["target"], out["cond"]))
             if adversarial:
                 terms["adv"] = losses.generator_adversarial_loss(self.discriminator(out["x_edit"]))
             g_loss = sum(getattr(lc, name) * value for name, value in terms.items())

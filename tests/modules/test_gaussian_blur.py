@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from xmgie.modules.gaussian_blur import (blur_sigma, brute_force_blur, gaussian_blur_edit, inside_distance,
+                                         level_weights)
+
+
+def _mask(h=40, w=44):
+    m = np.zeros((h, w), dtype=np.float32)
+    m[5:33, 8:30] = 1
+    m[12:22, 30:40] = 1
+    return torch.from_numpy(m)[None, None]
+
+
+def test_inside_distance_is_the_exact_euclidean_distance_to_the_outside():
+    mask = _mask(20, 22)
+    d = inside_distance(mask)[0, 0].numpy()
+    inside = np.argwhere(mask[0, 0].numpy() > 0)
+    outside = np.argwhere(mask[0, 0].numpy() == 0)
+    brute = np.sqrt(((inside[:, None, :] - outside[None, :, :]) ** 2).sum(-1)).min(1)  # every pair
+    np.testing.assert_allclose(d[tuple(inside.T)], brute, rtol=0, atol=1e-5)
+    assert (d[mask[0, 0].numpy() == 0] == 0).all()
+
+
+def test_all_ones_mask_has_no_seam_and_is_not_blurred():
+    image = torch.rand(1, 3, 16, 16)
+    out = gaussian_blur_edit(image, torch.ones(1, 1, 16, 16))
+    assert torch.equal(out, image)
+
+
+def test_sigma_follows_eq_18():
+    d = torch.tensor([0.0, 1.0, 5.0, 20.0])
+    expected = torch.tensor([0.0, 5 * np.exp(-1 / 200), 5 * np.exp(-25 / 200), 5 * np.exp(-400 / 200)])
+    torch.testing.assert_close(blur_sigma(d, 5.0, 10.0), expected.float())
+
+
+def test_level_weights_sum_to_one_and_interpolate_in_variance():
+    levels = torch.tensor([0.0, 1.0, 2.0])
+    sigma = torch.tensor([0.0, 1.0, 1.5, 2.0, 3.0]).view(1, 1, 1, 5)
+    w = level_weights(sigma, levels)[0, :, 0]  # (L, 5)
+    torch.testing.assert_close(w.sum(0), torch.ones(5))
+    torch.testing.assert_close(w[:, 2], torch.tensor([0.0, 1 - 1.25 / 3, 1.25 / 3]))  # σ² = 2.25 between 1 and 4
+    torch.testing.assert_close(w[:, 4], torch.tensor([0.0, 0.0, 1.0]))  # beyond the last level: clamped
+
+
+@pytest.mark.parametrize("sigma_max,sigma_s", [(5.0, 10.0), (2.0, 6.0), (0.625, 1.25)])
+def test_matches_the_brute_force_per_pixel_gaussian(sigma_max, sigma_s):
+    # Tolerance: level interpolation is exact at the levels and errs in between; uniform noise in [-1, 1] (the
+    # worst case: all its energy at the highest frequencies) errs by at most 0.071 here (bound 0.08) and 0.01 in mean, smooth
+    # images far lower (measured 0.035 max on `shapes` images).
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (3, 40, 44))
+    mask = _mask()
+    out = gaussian_blur_edit(torch.from_numpy(image).float()[None], mask, sigma_max, sigma_s)[0].double().numpy()
+    sigma = blur_sigma(inside_distance(mask), sigma_max, sigma_s)[0, 0].double().numpy()
+    ref = brute_force_blur(image, sigma)
+    err = np.abs(out - ref)
+    assert err.max() < 0.08 and err.mean() < 0.01
+
+
+def test_brute_force_matches_scipy_for_a_constant_sigma():
+    # the reference itself against an independent Gaussian filter (same truncation and reflect padding)
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-1, 1, (1, 30, 30))
+    sigma = np.full((30, 30), 1.7)
+    ref = brute_force_blur(image, sigma)
+    scipy_blur = ndimage.gaussian_filter(image[0], 1.7, mode="mirror", truncate=np.ceil(3 * 1.7) / 1.7)
+    np.testing.assert_allclose(ref[0], scipy_blur, atol=1e-10)
+
+
+def test_outside_the_mask_is_exact_and_sigma_zero_is_identity():
+    image = torch.randn(2, 3, 40, 44)
+    mask = _mask().repeat(2, 1, 1, 1)
+    out = gaussian_blur_edit(image, mask)
+    outside = (mask == 0).expand_as(image)
+    assert torch.equal(out[outside], image[outside])
+    assert not torch.allclose(out[~outside], image[~outside])
+    assert torch.equal(gaussian_blur_edit(image, mask, sigma_max=0.0), image)
+
+
+def test_is_differentiable_and_batched():
+    image = torch.randn(3, 3, 24, 24, requires_grad=True)
+    mask = torch.zeros(3, 1, 24, 24)
+    mask[0, :, 4:20, 4:20] = 1
+    mask[2, :, 0:10, 0:24] = 1
+    out = gaussian_blur_edit(image, mask, 2.0, 4.0)
+    out.square().sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    single = gaussian_blur_edit(image[2:3].detach(), mask[2:3], 2.0, 4.0)
+    torch.testing.assert_close(out[2:3].detach(), single)

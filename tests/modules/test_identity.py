@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from tests.modules.conftest import micro_generator
+from xmgie.modules.identity import (FaceNetIdentity, IdentityEmbedding, SmallIdentityCNN, fuse_identity,
+                                    identity_loss, init_fusion, load_identity_weights, save_identity_encoder)
+
+
+def _inputs(B=2, res=16):
+    torch.manual_seed(3)
+    src = torch.rand(B, 3, res, res) * 2 - 1
+    mask = torch.zeros(B, 1, res, res)
+    mask[..., 4:12, 4:12] = 1
+    return src, mask, torch.randn(B, 3, res, res), torch.tensor([200, 800])
+
+
+def test_fusion_is_a_1x1_conv_over_features_and_embedding():
+    conv = torch.nn.Conv2d(6 + 4, 6, 1)
+    f, e = torch.randn(2, 6, 5, 5), torch.randn(2, 4)
+    w = conv.weight[:, :, 0, 0]
+    expected = torch.einsum("oc,bchw->bohw", w[:, :6], f) + torch.einsum("od,bd->bo", w[:, 6:], e)[..., None, None]
+    torch.testing.assert_close(fuse_identity(f, e, conv), expected + conv.bias[:, None, None])
+    torch.testing.assert_close(fuse_identity(f, e, init_fusion(conv)), f)
+
+
+def test_identity_loss_is_eq_16():
+    a, b = torch.randn(3, 8), torch.randn(3, 8)
+    assert identity_loss(a, b).item() == pytest.approx(sum(((a[i] - b[i]) ** 2).sum().item() for i in range(3)) / 3)
+
+
+def test_initialised_fusion_leaves_the_unet_unchanged_and_then_learns():
+    base = micro_generator()
+    ie = micro_generator([IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=0)])
+    ie.load_state_dict(base.state_dict(), strict=False)
+    src, mask, x_t, t = _inputs()
+    with torch.no_grad():
+        a = base(x_t, t, base.make_condition(src, mask, ["make it red"] * 2))
+        b = ie(x_t, t, ie.make_condition(src, mask, ["make it red"] * 2))
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    ie.train()
+    ie(x_t, t, ie.make_condition(src, mask, ["make it red"] * 2)).square().mean().backward()
+    fusions = ie.plugins[0].fusions
+    assert len(fusions) == len(ie.unet.down_blocks) + 1 + len(ie.unet.up_blocks)
+    assert all(c.weight.grad is not None and c.weight.grad[:, -16:].abs().sum() > 0 for c in fusions)
+    assert all(p.grad is None for p in ie.plugins[0].encoder.parameters())  # E_id is frozen
+
+
+def test_identity_tokens_are_appended_and_receive_gradient():
+    g = micro_generator([IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=3)]).train()
+    src, mask, x_t, t = _inputs()
+    cond = g.make_condition(src, mask, ["make it red"] * 2)
+    assert g.context(cond).tokens.shape == (2, 48 + 3, 32)
+    g(x_t, t, cond).square().mean().backward()
+    assert g.plugins[0].to_tokens.weight.grad.abs().sum() > 0
+
+
+def test_dropped_image_condition_drops_the_identity_and_loss_reaches_the_edit():
+    plugin = IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=2)
+    g = micro_generator([plugin])
+    src, mask, _, _ = _inputs()
+    cond = g.make_condition(src, mask, ["a", "b"], image_dropped=torch.tensor([False, True]))
+    e = cond.extras["identity"]
+    assert e[1].abs().sum() == 0 and e[0].norm().item() == pytest.approx(1.0, abs=1e-5)
+    x_edit = torch.randn_like(src, requires_grad=True)
+    plugin.losses(x_edit, src, cond)["id"].backward()
+    assert x_edit.grad.abs().sum() > 0
+    plugin.train()
+    assert not plugin.encoder.training
+
+
+def test_weights_round_trip_and_clear_errors(tmp_path):
+    enc = SmallIdentityCNN(16)
+    path = save_identity_encoder(enc, tmp_path / "e.pt", dataset="shapes")
+    other = SmallIdentityCNN(16)
+    load_identity_weights(other, path)
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(other.embed(x), enc.embed(x))
+    with pytest.raises(FileNotFoundError, match="make train-identity"):
+        load_identity_weights(other, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="dim"):
+        load_identity_weights(SmallIdentityCNN(32), path)
+
+
+def test_facenet_loads_a_local_state_dict_and_embeds(tmp_path):
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.manual_seed(0)
+    net = InceptionResnetV1(pretrained=None).eval()
+    torch.save(net.state_dict(), tmp_path / "vggface2.pt")  # the format of the released weights
+    enc = FaceNetIdentity()
+    load_identity_weights(enc, tmp_path / "vggface2.pt")
+    enc.eval()
+    images = torch.rand(2, 3, 48, 40) * 2 - 1  # no faces: MTCNN finds none, the whole image is used
+    torch.testing.assert_close(enc.boxes(images), torch.tensor([[0.0, 0.0, 40.0, 48.0]] * 2))
+    e = enc.embed(images)
+    assert e.shape == (2, 512)
+    torch.testing.assert_close(e.norm(dim=-1), torch.ones(2))
+    crop = torch.nn.functional.interpolate(images, size=(160, 160), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(net(crop * 127.5 / 128), dim=-1)
+    torch.testing.assert_close(e, ref, atol=2e-3, rtol=0)

@@ -1,0 +1,107 @@
+"""Cross-Attention Masking (CAM, §3.4, Eq. 10–12): the instruction's words may only act inside the edit mask.
+
+    A   = softmax(Q Kᵀ / √d)          (Eq. 10)
+    A_M = A ⊙ M                        (Eq. 11), M[n, t] = mask[n] for selected (word) tokens t, 1 for the others
+    O   = A_M V                        (Eq. 12)
+
+Post-softmax masking without renormalisation is the paper's form; `pre_softmax` (PFB-Diff's variant) fills the
+masked logits with the dtype's minimum instead, so each row still sums to one over what is left.
+Self-attention is untouched: the processor only replaces cross-attention layers.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+from xmgie.models.plugin import EditCondition, EditPlugin
+
+MODES = ("post_softmax", "pre_softmax")
+
+
+def masked_cross_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spatial_mask: torch.Tensor,
+                           token_select: torch.Tensor, mode: str = "post_softmax") -> torch.Tensor:
+    """Eq. 10–12.
+
+    q (B·heads, N, d), k / v (B·heads, T, d) with batch-major heads (row b·heads + h), spatial_mask (B, N) in
+    {0, 1}, token_select (B, T) bool -> (B·heads, N, d).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    heads = q.shape[0] // spatial_mask.shape[0]
+    spatial = spatial_mask.to(q.dtype).repeat_interleave(heads, dim=0)        # (B·h, N)
+    select = token_select.to(torch.bool).repeat_interleave(heads, dim=0)      # (B·h, T)
+    # M = 1 where the token is not selected, else the spatial mask: (B·h, N, T)
+    m = torch.where(select[:, None, :], spatial[:, :, None], torch.ones((), dtype=q.dtype, device=q.device))
+    logits = torch.baddbmm(torch.zeros((), dtype=q.dtype, device=q.device), q, k.transpose(1, 2),
+                           alpha=q.shape[-1] ** -0.5)                          # (B·h, N, T)
+    if mode == "pre_softmax":
+        probs = logits.masked_fill(m == 0, torch.finfo(q.dtype).min).softmax(dim=-1)
+    else:
+        probs = logits.softmax(dim=-1) * m
+    return torch.bmm(probs, v)                                                # (B·h, N, d)
+
+
+def layer_mask(mask: torch.Tensor, tokens: int) -> torch.Tensor:
+    """(B, 1, H, W) edit mask -> (B, N) for a layer whose N = h·w tokens keep the image's aspect ratio:
+    area-resized (or nearest, when upsampling) and re-binarised at 0.5."""
+    H, W = mask.shape[-2:]
+    scale = (H * W / tokens) ** 0.5
+    h, w = round(H / scale), round(W / scale)
+    if h * w != tokens:
+        raise ValueError(f"cannot map {tokens} attention tokens onto a {H}x{W} mask")
+    mode = "area" if h <= H else "nearest"
+    return (F.interpolate(mask.float(), size=(h, w), mode=mode) >= 0.5).flatten(1)  # (B, N)
+
+
+class MaskedCrossAttnProcessor:
+    """diffusers attention processor: masked cross-attention (Eq. 10–12) with the plugin's current mask; a
+    layer called without encoder states (self-attention) goes to the layer's original processor."""
+
+    def __init__(self, plugin: "CrossAttentionMasking", fallback):
+        self.plugin, self.fallback = plugin, fallback
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        state = self.plugin.state
+        if encoder_hidden_states is None or state is None or attention_mask is not None:
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+        if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None \
+                or attn.norm_cross or attn.residual_connection:
+            raise ValueError("CAM supports the plain cross-attention of diffusers' transformer blocks")
+        mask, select = state                                                  # (B, 1, H, W), (B, T)
+        context = encoder_hidden_states
+        select = F.pad(select, (0, context.shape[1] - select.shape[1]), value=False)  # appended tokens: unmasked
+        q = attn.head_to_batch_dim(attn.to_q(hidden_states))                  # (B·h, N, d)
+        k = attn.head_to_batch_dim(attn.to_k(context))                        # (B·h, T', d)
+        v = attn.head_to_batch_dim(attn.to_v(context))
+        out = masked_cross_attention(q, k, v, layer_mask(mask, hidden_states.shape[1]), select, self.plugin.mode)
+        out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(out)))    # (B, N, C)
+        return out / attn.rescale_output_factor
+
+
+class CrossAttentionMasking(EditPlugin):
+    """CAM as a generator plugin: installs `MaskedCrossAttnProcessor` on every cross-attention layer and feeds
+    it the edit mask and the instruction's word tokens (not start, end or padding) of each U-Net call."""
+
+    def __init__(self, mode: str = "post_softmax", start_token: int = 49406, end_token: int = 49407):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"cam mode must be one of {MODES}, got {mode!r}")
+        self.mode, self.start_token, self.end_token = mode, start_token, end_token
+        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def attach(self, unet: torch.nn.Module) -> None:
+        processors = unet.attn_processors
+        unet.set_attn_processor({name: MaskedCrossAttnProcessor(self, proc) if name.endswith("attn2.processor")
+                                 else proc for name, proc in processors.items()})
+
+    def word_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T) bool: the instruction's words."""
+        return (tokens != 0) & (tokens != self.start_token) & (tokens != self.end_token)
+
+    def condition(self, cond: EditCondition) -> None:
+        self.state = (cond.mask, self.word_tokens(cond.tokens))
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}"

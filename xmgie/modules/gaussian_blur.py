@@ -1,0 +1,142 @@
+"""Gaussian Blurring (GB, §3.6, Eq. 18–19): blur the edited image inside the mask with a per-pixel σ that
+depends on the distance to the mask's edge, so the edit's seam blends into the kept background.
+
+    D(p)   = Euclidean distance (pixels) from an inside-mask pixel p to the nearest pixel outside the mask
+    σ(p)   = σ_max · exp(−D(p)² / (2 σ_s²))                                              (Eq. 18)
+    X_blur = X ⊙ (1 − M) + (X ∗ G_σ(p)) ⊙ M                                              (Eq. 19)
+
+With this formula the blur is strongest at the edge (D = 1) and fades inwards (DESIGN §5 implements the
+equation, not the prose). The per-pixel blur is approximated by blurring at a few σ levels (separable Kornia
+Gaussians, reflect padding) and interpolating each pixel between its two neighbouring levels, linearly in the
+variance σ², the quantity Gaussian blurs add up in. `brute_force_blur` is the exact per-pixel reference.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from kornia.filters import gaussian_blur2d
+from scipy import ndimage
+from torch import nn
+
+from xmgie.models.plugin import EditCondition, EditPlugin
+
+# σ levels as fractions of σ_max: geometric with ratio 1.5 (and 0). Against the exact per-pixel blur this keeps the
+# worst error on uniform noise in [-1, 1] about 0.07 (0.035 on `shapes` images) at ~2.9x the kernel work of one
+# σ_max blur; ratio 2 costs 2x but errs by 0.22, even linear steps of σ_max/10 (5.5x) still err by 0.06.
+LEVEL_FRACTIONS = (0.0,) + tuple(1.5 ** -k for k in range(7, -1, -1))
+
+
+def inside_distance(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) mask in {0, 1} -> (B, 1, H, W) float32: exact Euclidean distance (pixels) from each inside
+    pixel to the nearest outside pixel (SciPy's exact EDT), 0 outside, +inf where the mask has no outside pixel
+    (an all-ones "edit anywhere" mask: no seam, so no blur). The mask carries no gradient."""
+    m = (mask.detach() > 0.5).cpu().numpy()
+    out = np.zeros(m.shape, dtype=np.float32)
+    for i in range(m.shape[0]):
+        if m[i, 0].all():
+            out[i, 0] = np.inf
+        elif m[i, 0].any():
+            out[i, 0] = ndimage.distance_transform_edt(m[i, 0])
+    return torch.from_numpy(out).to(mask.device)
+
+
+def blur_sigma(distance: torch.Tensor, sigma_max: float, sigma_s: float) -> torch.Tensor:
+    """Eq. 18: σ = σ_max · exp(−D² / (2 σ_s²)) inside the mask (D > 0), 0 outside (D = 0). Same shape."""
+    sigma = sigma_max * torch.exp(-distance.square() / (2 * sigma_s**2))
+    return torch.where(distance > 0, sigma, torch.zeros_like(sigma))
+
+
+def kernel_radius(sigma: float, size: int) -> int:
+    """Kernel half-width for σ: ⌈3σ⌉ (99.7 % of the mass), capped so reflect padding stays valid."""
+    return min(math.ceil(3 * sigma), size - 1)
+
+
+def level_weights(sigma: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) σ map and (L,) increasing levels (levels[0] = 0) -> (B, L, H, W) weights: each pixel's two
+    neighbouring levels, interpolated linearly in σ²; σ beyond the last level gets the last level."""
+    var, lv = sigma.square(), levels.square()                              # (B, 1, H, W), (L,)
+    var = var.clamp(max=float(lv[-1]))
+    upper = torch.searchsorted(lv, var.contiguous(), right=False).clamp(1, len(lv) - 1)  # (B, 1, H, W)
+    lo_v, hi_v = lv[upper - 1], lv[upper]
+    w_hi = ((var - lo_v) / (hi_v - lo_v)).clamp(0, 1)
+    weights = torch.zeros(sigma.shape[0], len(lv), *sigma.shape[2:], dtype=sigma.dtype, device=sigma.device)
+    weights.scatter_(1, upper, w_hi)
+    weights.scatter_add_(1, upper - 1, 1 - w_hi)
+    return weights
+
+
+def variable_blur(image: torch.Tensor, sigma: torch.Tensor, sigma_max: float) -> torch.Tensor:
+    """(B, C, H, W) image, (B, 1, H, W) per-pixel σ in [0, σ_max] -> (B, C, H, W) blurred at each pixel's σ
+    (level interpolation). Only the levels some pixel needs are computed."""
+    H, W = image.shape[-2:]
+    levels = torch.tensor([f * sigma_max for f in LEVEL_FRACTIONS], dtype=image.dtype, device=image.device)
+    weights = level_weights(sigma.to(image.dtype), levels)              # (B, L, H, W)
+    used = weights.flatten(2).amax(dim=(0, 2)) > 0                      # (L,)
+    out = torch.zeros_like(image)
+    for k in torch.nonzero(used).flatten().tolist():
+        s = float(levels[k])
+        if s == 0:
+            blurred = image
+        else:
+            ky, kx = 2 * kernel_radius(s, H) + 1, 2 * kernel_radius(s, W) + 1
+            blurred = gaussian_blur2d(image, (ky, kx), (s, s), border_type="reflect")
+        out = out + weights[:, k:k + 1] * blurred
+    return out
+
+
+def gaussian_blur_edit(image: torch.Tensor, mask: torch.Tensor, sigma_max: float = 5.0,
+                       sigma_s: float = 10.0) -> torch.Tensor:
+    """Eq. 18–19. image (B, C, H, W) float, mask (B, 1, H, W) in {0, 1} -> (B, C, H, W).
+
+    Outside the mask the output is the input exactly; σ_max = 0 is the identity. Differentiable w.r.t. the
+    image; runs on any device (the distance transform on the CPU).
+    """
+    if sigma_max < 0 or sigma_s <= 0:
+        raise ValueError(f"need sigma_max >= 0 and sigma_s > 0, got {sigma_max}, {sigma_s}")
+    if sigma_max == 0:
+        return image
+    sigma = blur_sigma(inside_distance(mask), sigma_max, sigma_s)      # (B, 1, H, W), Eq. 18
+    if not bool((sigma > 0).any()):
+        return image
+    blurred = variable_blur(image, sigma, sigma_max)
+    return torch.where(sigma > 0, blurred, image)                       # Eq. 19, exact outside the mask
+
+
+def brute_force_blur(image: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Reference for `variable_blur`: (C, H, W) float64 image, (H, W) σ map -> each pixel with σ > 0 replaced by
+    its own normalised Gaussian (radius `kernel_radius`, reflect padding) average. Slow: tests and benchmarks."""
+    C, H, W = image.shape
+    out = image.copy()
+    for y, x in zip(*np.nonzero(sigma > 0)):
+        s = float(sigma[y, x])
+        ry, rx = kernel_radius(s, H), kernel_radius(s, W)
+        gy = np.exp(-np.arange(-ry, ry + 1) ** 2 / (2 * s * s))
+        gx = np.exp(-np.arange(-rx, rx + 1) ** 2 / (2 * s * s))
+        gy, gx = gy / gy.sum(), gx / gx.sum()  # Kornia normalises each 1-D kernel
+        rows = _reflect(np.arange(y - ry, y + ry + 1), H)
+        cols = _reflect(np.arange(x - rx, x + rx + 1), W)
+        patch = image[:, rows][:, :, cols]                              # (C, 2ry+1, 2rx+1)
+        out[:, y, x] = np.einsum("cij,i,j->c", patch, gy, gx)
+    return out
+
+
+def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
+    """Indices reflected into [0, n) without repeating the edge (torch's 'reflect' padding)."""
+    idx = np.abs(idx)
+    return np.where(idx >= n, 2 * (n - 1) - idx, idx)
+
+
+class GaussianBlur(EditPlugin):
+    """GB as a generator plugin: post-processes x̂0 (training) and the final DDIM sample (editing)."""
+
+    def __init__(self, sigma_max: float = 5.0, sigma_s: float = 10.0):
+        super().__init__()
+        self.sigma_max, self.sigma_s = sigma_max, sigma_s
+
+    def postprocess(self, x0: torch.Tensor, cond: EditCondition) -> torch.Tensor:
+        return gaussian_blur_edit(x0, cond.mask, self.sigma_max, self.sigma_s)
+
+    def extra_repr(self) -> str:
+        return f"sigma_max={self.sigma_max}, sigma_s={self.sigma_s}"

@@ -1,0 +1,119 @@
+"""Progressive Feature Blending (PFB, §3.3, Eq. 5–6): at the mid block and decoder blocks, blend the edit
+branch's features with those of a reference branch that denoises the source.
+
+    F_B = A_l ⊙ F_G + (1 − A_l) ⊙ F_X,   A_l = α_l · M_l
+
+F_G: edit-branch features, F_X: reference-branch features (the source noised to the same t with the same ε,
+null instruction, no gradient), α_l a learnable scalar per layer, M_l the edit mask resized to the layer
+(soft), ones when no mask is given (Eq. 5 literally). Outside the mask the source's features are kept exactly.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xmgie.models.plugin import EditCondition, EditPlugin
+
+PHASES = ("record", "edit", "batched")
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 1, H, W) -> (B, 1, h, w) soft mask: area average when shrinking, bilinear when enlarging."""
+    if mask.shape[-2:] == size:
+        return mask
+    if size[0] <= mask.shape[-2] and size[1] <= mask.shape[-1]:
+        return F.interpolate(mask, size=size, mode="area")
+    return F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
+
+
+def blend(f_gen: torch.Tensor, f_src: torch.Tensor, alpha: torch.Tensor | float,
+          mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 5–6: A ⊙ f_gen + (1 − A) ⊙ f_src with A = alpha · mask_l.
+
+    f_gen, f_src (B, C, h, w); alpha a scalar (tensor or float); mask (B, 1, H, W) in [0, 1] or None (ones).
+    """
+    a = torch.as_tensor(alpha, dtype=f_gen.dtype, device=f_gen.device)
+    if mask is not None:
+        a = a * resize_mask(mask.to(f_gen.dtype), tuple(f_gen.shape[-2:]))  # (B, 1, h, w)
+    return f_src + a * (f_gen - f_src)
+
+
+def blend_layers(unet: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    """'mid' and 'up<i>' -> the U-Net's mid block and decoder block i (0 = next to the bottleneck)."""
+    blocks = []
+    for name in names:
+        if name == "mid":
+            blocks.append(unet.mid_block)
+        elif name.startswith("up") and name[2:].isdigit() and int(name[2:]) < len(unet.up_blocks):
+            blocks.append(unet.up_blocks[int(name[2:])])
+        else:
+            raise ValueError(f"unknown PFB layer {name!r}: use 'mid' or 'up0'..'up{len(unet.up_blocks) - 1}'")
+    return blocks
+
+
+class ProgressiveFeatureBlending(EditPlugin):
+    """PFB as a generator plugin. It asks the generator for a reference branch (`needs_reference`); during
+    the reference pass ('record') its hooks store each blended layer's output, during the edit pass ('edit')
+    they replace the output by `blend`; in 'batched' the U-Net runs both halves in one call ([edit; reference])
+    and the edit half is blended with the reference half.
+
+    Args:
+        layers: blended layers, 'mid' and 'up<i>' (decoder blocks from the bottleneck outwards).
+    """
+
+    needs_reference = True
+
+    def __init__(self, layers: Sequence[str] = ("mid", "up0", "up1")):
+        super().__init__()
+        if not layers:
+            raise ValueError("PFB needs at least one layer")
+        self.layers = tuple(layers)
+        self.alpha_logit = nn.Parameter(torch.zeros(len(self.layers)))  # α = sigmoid(0) = 0.5
+        self.phase: str | None = None
+        self.mask: torch.Tensor | None = None
+        self.recorded: dict[int, torch.Tensor] = {}
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """(L,) α_l in (0, 1)."""
+        return torch.sigmoid(self.alpha_logit)
+
+    def attach(self, unet: nn.Module) -> None:
+        for i, block in enumerate(blend_layers(unet, self.layers)):
+            block.register_forward_hook(self._hook(i))
+
+    def _hook(self, i: int):
+        def hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
+            if self.phase == "record":
+                self.recorded[i] = output.detach()
+            elif self.phase == "edit":
+                return blend(output, self.recorded[i], self.alpha[i], self.mask)
+            elif self.phase == "batched":
+                edit, ref = output.chunk(2)
+                mask = None if self.mask is None else self.mask[: edit.shape[0]]
+                return torch.cat([blend(edit, ref, self.alpha[i], mask), ref])
+            return None
+        return hook
+
+    def condition(self, cond: EditCondition) -> None:
+        self.mask = cond.mask
+
+    @contextmanager
+    def reference_phase(self, phase: str) -> Iterator[None]:
+        """Run the U-Net calls inside the block in `phase` ('record', 'edit' or 'batched')."""
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        self.phase = phase
+        try:
+            yield
+        finally:
+            self.phase = None
+            if phase != "record":
+                self.recorded.clear()
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}"
