@@ -131,13 +131,13 @@ def _file_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-        from xmgie.training.cli import run_lightning_cli
-
-        run_lightning_cli(None if from_command_line else argv)  # None: LightningCLI reads sys.argv itself
-        return
-    args = _file_parser().parse_args(argv)
     try:
+        if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
+            from xmgie.training.cli import run_lightning_cli
+
+            run_lightning_cli(None if from_command_line else argv)  # None: LightningCLI reads sys.argv itself
+            return
+        args = _file_parser().parse_args(argv)
         args.func(args)
     except UserError as err:
         print(f"xmgie: error: {err}", file=sys.stderr)

@@ -1,17 +1,9 @@
 import pytest
 import torch
 
-from tests.modules.conftest import micro_generator
+from tests.modules.conftest import edit_inputs, micro_generator
 from xmgie.modules.identity import (FaceNetIdentity, IdentityEmbedding, SmallIdentityCNN, fuse_identity,
                                     identity_loss, init_fusion, load_identity_weights, save_identity_encoder)
-
-
-def _inputs(B=2, res=16):
-    torch.manual_seed(3)
-    src = torch.rand(B, 3, res, res) * 2 - 1
-    mask = torch.zeros(B, 1, res, res)
-    mask[..., 4:12, 4:12] = 1
-    return src, mask, torch.randn(B, 3, res, res), torch.tensor([200, 800])
 
 
 def test_fusion_is_a_1x1_conv_over_features_and_embedding():
@@ -32,7 +24,7 @@ def test_initialised_fusion_leaves_the_unet_unchanged_and_then_learns():
     base = micro_generator()
     ie = micro_generator([IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=0)])
     ie.load_state_dict(base.state_dict(), strict=False)
-    src, mask, x_t, t = _inputs()
+    src, mask, x_t, t = edit_inputs()
     with torch.no_grad():
         a = base(x_t, t, base.make_condition(src, mask, ["make it red"] * 2))
         b = ie(x_t, t, ie.make_condition(src, mask, ["make it red"] * 2))
@@ -47,7 +39,7 @@ def test_initialised_fusion_leaves_the_unet_unchanged_and_then_learns():
 
 def test_identity_tokens_are_appended_and_receive_gradient():
     g = micro_generator([IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=3)]).train()
-    src, mask, x_t, t = _inputs()
+    src, mask, x_t, t = edit_inputs()
     cond = g.make_condition(src, mask, ["make it red"] * 2)
     assert g.context(cond).tokens.shape == (2, 48 + 3, 32)
     g(x_t, t, cond).square().mean().backward()
@@ -57,7 +49,7 @@ def test_identity_tokens_are_appended_and_receive_gradient():
 def test_dropped_image_condition_drops_the_identity_and_loss_reaches_the_edit():
     plugin = IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=2)
     g = micro_generator([plugin])
-    src, mask, _, _ = _inputs()
+    src, mask, _, _ = edit_inputs()
     cond = g.make_condition(src, mask, ["a", "b"], image_dropped=torch.tensor([False, True]))
     e = cond.extras["identity"]
     assert e[1].abs().sum() == 0 and e[0].norm().item() == pytest.approx(1.0, abs=1e-5)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tests.modules.conftest import micro_generator
+from tests.modules.conftest import edit_inputs, micro_generator
 from xmgie.modules.pfb import ProgressiveFeatureBlending, blend, resize_mask
 
 
@@ -20,19 +20,11 @@ def test_blend_without_mask_is_eq_5():
     torch.testing.assert_close(blend(f_gen, f_src, 0.3), 0.3 * f_gen + 0.7 * f_src)
 
 
-def _inputs(B=2, res=16):
-    torch.manual_seed(1)
-    src = torch.rand(B, 3, res, res) * 2 - 1
-    mask = torch.zeros(B, 1, res, res)
-    mask[..., 2:8, 3:10] = 1
-    return src, mask, torch.randn(B, 3, res, res), torch.tensor([300, 700])
-
-
 def test_alpha_starts_at_one_half_and_is_trained():
     g = micro_generator([ProgressiveFeatureBlending(("mid", "up0"))]).train()
     pfb = g.plugins[0]
     torch.testing.assert_close(pfb.alpha, torch.full((2,), 0.5))
-    src, mask, noise, t = _inputs()
+    src, mask, noise, t = edit_inputs()
     cond = g.make_condition(src, mask, ["make the circle red"] * 2)
     x_t = g.add_noise(g.to_diffusion_space(src, cond), noise, t)
     opt = torch.optim.Adam(g.parameters(), lr=1e-2)
@@ -46,7 +38,7 @@ def test_edit_features_outside_the_mask_are_the_reference_features():
     g = micro_generator([ProgressiveFeatureBlending(("mid", "up0"))])
     seen = []
     g.unet.mid_block.register_forward_hook(lambda m, a, out: seen.append(out.detach().clone()))
-    src, mask, noise, t = _inputs()
+    src, mask, noise, t = edit_inputs()
     cond = g.make_condition(src, mask, ["make the circle red"] * 2)
     x_t = torch.randn_like(src)
     with torch.enable_grad():  # two passes: reference (recorded), then edit (blended)
@@ -60,7 +52,7 @@ def test_edit_features_outside_the_mask_are_the_reference_features():
 
 def test_batched_reference_branch_equals_two_passes():
     g = micro_generator([ProgressiveFeatureBlending(("mid", "up0", "up1"))])
-    src, mask, noise, t = _inputs()
+    src, mask, noise, t = edit_inputs()
     cond = g.make_condition(src, mask, ["make the circle red", "move the square up"])
     x_t = torch.randn_like(src)
     with torch.no_grad():
@@ -72,7 +64,7 @@ def test_batched_reference_branch_equals_two_passes():
 
 def test_reference_branch_needs_the_noise_and_known_layers():
     g = micro_generator([ProgressiveFeatureBlending()])
-    src, mask, noise, t = _inputs()
+    src, mask, noise, t = edit_inputs()
     with pytest.raises(ValueError, match="noise"):
         g(noise, t, g.make_condition(src, mask, ["x", "y"]))
     with pytest.raises(ValueError, match="unknown PFB layer"):

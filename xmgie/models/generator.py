@@ -12,7 +12,7 @@ from diffusers import DDPMScheduler
 from torch import nn
 
 from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig
-from xmgie.models.plugin import EditCondition, EditPlugin, phases
+from xmgie.models.plugin import EditCondition, EditPlugin, StopUNet, phases
 from xmgie.models.unet import UNET_SIZES, build_unet
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -157,7 +157,10 @@ class EditGenerator(nn.Module):
         x_ref = self.add_noise(self.to_diffusion_space(self.reference(cond), cond), noise, t)
         if torch.is_grad_enabled():
             with torch.no_grad(), phases(users, "record"):
-                self._denoise(x_ref, t, ref_cond)
+                try:
+                    self._denoise(x_ref, t, ref_cond)
+                except StopUNet:  # the decoder blocks after the last blended one are not needed
+                    pass
             with phases(users, "edit"):
                 return self._denoise(x_t, t, cond, context)
         context = self.context(cond) if context is None else context

@@ -53,6 +53,11 @@ class EditCondition:
                              extras={k: torch.cat([v, other.extras[k]]) for k, v in self.extras.items()})
 
 
+class StopUNet(Exception):
+    """Raised by a plugin's hook in the 'record' phase once it has all it needs from the reference branch: the
+    rest of that (gradient-free) U-Net pass is skipped."""
+
+
 class EditPlugin(nn.Module):
     """Base class: every hook is the identity, so a plugin overrides only what it changes."""
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmgie.models.plugin import EditCondition, EditPlugin
+from xmgie.models.plugin import EditCondition, EditPlugin, StopUNet
 
 PHASES = ("record", "edit", "batched")
 
@@ -83,13 +83,18 @@ class ProgressiveFeatureBlending(EditPlugin):
         return torch.sigmoid(self.alpha_logit)
 
     def attach(self, unet: nn.Module) -> None:
-        for i, block in enumerate(blend_layers(unet, self.layers)):
-            block.register_forward_hook(self._hook(i))
+        blocks = blend_layers(unet, self.layers)
+        order = [unet.mid_block, *unet.up_blocks]  # execution order of the blendable blocks
+        last = max(order.index(b) for b in blocks)
+        for i, block in enumerate(blocks):
+            block.register_forward_hook(self._hook(i, stop=order.index(block) == last))
 
-    def _hook(self, i: int):
+    def _hook(self, i: int, stop: bool):
         def hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
             if self.phase == "record":
                 self.recorded[i] = output.detach()
+                if stop and len(self.recorded) == len(self.layers):
+                    raise StopUNet
             elif self.phase == "edit":
                 return blend(output, self.recorded[i], self.alpha[i], self.mask)
             elif self.phase == "batched":

@@ -60,4 +60,5 @@ class ResumePoint(L.Callback):
         trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        trainer.save_checkpoint(self.path)
+        if trainer.global_step > 0:  # a failure before the first step (e.g. in set-up) leaves nothing to resume
+            trainer.save_checkpoint(self.path)
