@@ -37,7 +37,8 @@ train-identity: $(STAMP)
 	$(XMGIE) identity train --dataset $(DATASET) --out $(IDENTITY) $(ARGS)
 
 evaluate: $(STAMP)
-	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test $(ARGS)
+	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test \
+		$(if $(wildcard $(IDENTITY)),--identity $(IDENTITY)) $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests $(ARGS)
