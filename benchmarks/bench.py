@@ -62,9 +62,8 @@ def variant_args(variant: str, tmp: Path) -> list[str]:
     """CLI overrides of a variant. Timing does not depend on E_id's weights: a random encoder file stands in."""
     from xmgie.modules.identity import SmallIdentityCNN, save_identity_encoder
 
-    if variant == "base":
-        return ["--config", str(REPO / "experiments/ablation/base.yaml")]
-    return [f"--model.modules.ie.weights={save_identity_encoder(SmallIdentityCNN(64), tmp / 'identity.pt')}"]
+    weights = save_identity_encoder(SmallIdentityCNN(64), tmp / "identity.pt")
+    return ["--config", str(REPO / f"experiments/ablation/{variant}.yaml"), f"--model.modules.ie.weights={weights}"]
 
 
 def bench_edit(module, dm, repeats: int = 5) -> dict:
@@ -97,8 +96,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--out", default=str(REPO / "benchmarks/results/cpu.json"))
-    p.add_argument("--variant", default="full", choices=("full", "base"),
-                   help="all four modules (experiments/train.yaml) or none (experiments/ablation/base.yaml)")
+    p.add_argument("--variant", default="base", choices=("full", "base"),
+                   help="all four modules (experiments/ablation/full.yaml) or none (ablation/base.yaml, the default run)")
     p.add_argument("--skip-edit", action="store_true", help="time training only")
     args = p.parse_args()
     torch.manual_seed(0)

@@ -90,3 +90,17 @@ def test_is_differentiable_and_batched():
     assert image.grad is not None and image.grad.abs().sum() > 0
     single = gaussian_blur_edit(image[2:3].detach(), mask[2:3], 2.0, 4.0)
     torch.testing.assert_close(out[2:3].detach(), single)
+
+
+def test_a_mask_at_the_border_or_in_a_corner_matches_the_reference():
+    # the crop to the mask's box must meet the image border exactly where the image does
+    rng = np.random.default_rng(2)
+    image = rng.uniform(-1, 1, (3, 30, 36))
+    mask = np.zeros((30, 36), dtype=np.float32)
+    mask[0:9, 25:36] = 1
+    mask[20:24, 3:6] = 1
+    m = torch.from_numpy(mask)[None, None]
+    out = gaussian_blur_edit(torch.from_numpy(image).float()[None], m, 2.0, 4.0)[0].double().numpy()
+    sigma = blur_sigma(inside_distance(m), 2.0, 4.0)[0, 0].double().numpy()
+    assert np.abs(out - brute_force_blur(image, sigma)).max() < 0.08
+    assert np.array_equal(out[:, mask == 0], image[:, mask == 0].astype(np.float32).astype(np.float64))

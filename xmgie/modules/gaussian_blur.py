@@ -97,11 +97,30 @@ def gaussian_blur_edit(image: torch.Tensor, mask: torch.Tensor, sigma_max: float
         raise ValueError(f"need sigma_max >= 0 and sigma_s > 0, got {sigma_max}, {sigma_s}")
     if sigma_max == 0:
         return image
-    sigma = blur_sigma(inside_distance(mask), sigma_max, sigma_s)      # (B, 1, H, W), Eq. 18
-    if not bool((sigma > 0).any()):
+    box = mask_box(mask, margin=max(kernel_radius(sigma_max, max(image.shape[-2:])), 1))
+    if box is None:
         return image
-    blurred = variable_blur(image, sigma, sigma_max)
-    return torch.where(sigma > 0, blurred, image)                       # Eq. 19, exact outside the mask
+    (y0, y1), (x0, x1) = box
+    crop, crop_mask = image[..., y0:y1, x0:x1].contiguous(), mask[..., y0:y1, x0:x1]  # convs are slow on views
+    sigma = blur_sigma(inside_distance(crop_mask), sigma_max, sigma_s)  # (B, 1, h, w), Eq. 18
+    blurred = torch.where(sigma > 0, variable_blur(crop, sigma, sigma_max), crop)  # Eq. 19, exact outside
+    out = image.clone()
+    out[..., y0:y1, x0:x1] = blurred
+    return out
+
+
+def mask_box(mask: torch.Tensor, margin: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Rows and columns [start, stop) of the masks' bounding box grown by `margin` and clipped to the image, or
+    None for empty masks. With margin ≥ the largest kernel radius (and ≥ 1), blurring and the distance transform
+    on this crop give exactly the full image's values inside the mask: every kernel window and every nearest
+    outside pixel lies in the crop, and the crop meets the image border wherever the full image does."""
+    inside = mask.detach().amax(dim=(0, 1)) > 0.5                        # (H, W)
+    rows, cols = torch.nonzero(inside.any(1)).flatten(), torch.nonzero(inside.any(0)).flatten()
+    if not len(rows):
+        return None
+    H, W = inside.shape
+    return ((max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, H)),
+            (max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, W)))
 
 
 def brute_force_blur(image: np.ndarray, sigma: np.ndarray) -> np.ndarray:
