@@ -97,7 +97,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--out", default=str(REPO / "benchmarks/results/cpu.json"))
     p.add_argument("--variant", default="base", choices=("full", "base"),
-                   help="all four modules (experiments/ablation/full.yaml) or none (ablation/base.yaml, the default run)")
+                   help="all four modules (experiments/ablation/full.yaml) or none (ablation/base.yaml: the default)")
     p.add_argument("--skip-edit", action="store_true", help="time training only")
     args = p.parse_args()
     torch.manual_seed(0)

@@ -48,8 +48,8 @@ def test_level_weights_sum_to_one_and_interpolate_in_variance():
 @pytest.mark.parametrize("sigma_max,sigma_s", [(5.0, 10.0), (2.0, 6.0), (0.625, 1.25)])
 def test_matches_the_brute_force_per_pixel_gaussian(sigma_max, sigma_s):
     # Tolerance: level interpolation is exact at the levels and errs in between; uniform noise in [-1, 1] (the
-    # worst case: all its energy at the highest frequencies) errs by at most 0.071 here (bound 0.08) and 0.01 in mean, smooth
-    # images far lower (measured 0.035 max on `shapes` images).
+    # worst case: all its energy at the highest frequencies) errs by at most 0.071 here (bound 0.08) and 0.01 in
+    # mean; smooth images far less (0.035 max measured on `shapes` images).
     rng = np.random.default_rng(0)
     image = rng.uniform(-1, 1, (3, 40, 44))
     mask = _mask()

@@ -165,7 +165,8 @@ class EditGenerator(nn.Module):
                 return self._denoise(x_t, t, cond, context)
         context = self.context(cond) if context is None else context
         ref_context = self.context(ref_cond)
-        both = TextContext(torch.cat([context.tokens, ref_context.tokens]), torch.cat([context.pooled, ref_context.pooled]))
+        both = TextContext(torch.cat([context.tokens, ref_context.tokens]),
+                           torch.cat([context.pooled, ref_context.pooled]))
         with phases(users, "batched"):
             return self._denoise(torch.cat([x_t, x_ref]), torch.cat([t, t]), cond.cat(ref_cond), both)[:B]
 

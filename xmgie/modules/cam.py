@@ -61,8 +61,9 @@ class MaskedCrossAttnProcessor:
     def __init__(self, plugin: "CrossAttentionMasking", fallback):
         self.plugin, self.fallback = plugin, fallback
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 temb: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         state = self.plugin.state
         if encoder_hidden_states is None or state is None or attention_mask is not None:
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)

@@ -88,17 +88,19 @@ class XMGIEModule(L.LightningModule):
             raise ValueError(f"dataset {dm.name!r} has hide_masked_source={hide} but the generator was built with "
                              f"{self.gen_cfg.hide_masked_source}: set --model.generator.hide_masked_source={hide}")
         self.data_info = {"dataset": dm.name, "resolution": dm.resolution, "hide_masked_source": hide}
-        ie = self.modules_cfg.ie
-        if stage == "fit" and ie.enabled:  # E_id is frozen: its weights come from its own training stage
-            if ie.weights is None:
-                raise ValueError("modules.ie.enabled needs modules.ie.weights (run `make train-identity`)")
-            for gen in (self.generator, self.ema):
-                for plugin in gen.plugins if gen is not None else ():
-                    if isinstance(plugin, IdentityEmbedding):
-                        try:
-                            load_identity_weights(plugin.encoder, ie.weights)
-                        except (FileNotFoundError, ValueError) as err:
-                            raise UserError(str(err)) from None
+        if stage == "fit" and self.modules_cfg.ie.enabled:
+            self.load_identity_encoder(self.modules_cfg.ie.weights)
+
+    def load_identity_encoder(self, weights: str | None) -> None:
+        """E_id is frozen: its weights come from its own training stage (then they travel in checkpoints)."""
+        if weights is None:
+            raise UserError("modules.ie.enabled needs modules.ie.weights (run `make train-identity`)")
+        generators = [self.generator] + ([self.ema] if self.ema is not None else [])
+        for plugin in (p for g in generators for p in g.plugins if isinstance(p, IdentityEmbedding)):
+            try:
+                load_identity_weights(plugin.encoder, weights)
+            except (FileNotFoundError, ValueError) as err:
+                raise UserError(str(err)) from None
 
     @property
     def sampler(self) -> EditGenerator:
