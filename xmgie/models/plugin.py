@@ -42,10 +42,6 @@ class EditCondition:
         """The condition of a slice of the batch."""
         return self._map(lambda x: x[index])
 
-    def repeat(self, n: int) -> "EditCondition":
-        """The batch repeated n times along the batch dimension."""
-        return self._map(lambda x: torch.cat([x] * n))
-
     def cat(self, other: "EditCondition") -> "EditCondition":
         """This batch followed by `other` (same fields and extras)."""
         return EditCondition(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)])
