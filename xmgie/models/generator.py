@@ -84,6 +84,7 @@ class EditGenerator(nn.Module):
         self.scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                                        prediction_type=cfg.prediction_type, clip_sample=False)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
+        self.register_buffer("null_tokens", self.text_encoder.tokenize([""]), persistent=False)  # (1, T)
 
     @property
     def sees_mask(self) -> bool:
@@ -152,7 +153,7 @@ class EditGenerator(nn.Module):
         if noise is None:
             raise ValueError("the reference branch (PFB) needs the noise ε that made x_t")
         B = x_t.shape[0]
-        ref_cond = dataclasses.replace(cond, tokens=self.tokenize([""] * B),
+        ref_cond = dataclasses.replace(cond, tokens=self.null_tokens.expand(B, -1),
                                        text_dropped=torch.ones_like(cond.text_dropped))
         x_ref = self.add_noise(self.to_diffusion_space(self.reference(cond), cond), noise, t)
         if torch.is_grad_enabled():

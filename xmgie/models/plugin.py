@@ -34,13 +34,10 @@ class EditCondition:
     image_dropped: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def _map(self, fn) -> "EditCondition":
-        fields = {f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extras"}
-        return EditCondition(**fields, extras={k: fn(v) for k, v in self.extras.items()})
-
     def rows(self, index: slice) -> "EditCondition":
         """The condition of a slice of the batch."""
-        return self._map(lambda x: x[index])
+        fields = {f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self) if f.name != "extras"}
+        return EditCondition(**fields, extras={k: v[index] for k, v in self.extras.items()})
 
     def cat(self, other: "EditCondition") -> "EditCondition":
         """This batch followed by `other` (same fields and extras)."""

@@ -54,6 +54,20 @@ def layer_mask(mask: torch.Tensor, tokens: int) -> torch.Tensor:
     return (F.interpolate(mask.float(), size=(h, w), mode=mode) >= 0.5).flatten(1)  # (B, N)
 
 
+class CAMState:
+    """The edit mask and word selection of one U-Net call; the mask resized once per layer token count."""
+
+    def __init__(self, mask: torch.Tensor, select: torch.Tensor):
+        self.mask, self.select = mask, select                                  # (B, 1, H, W), (B, T)
+        self._spatial: dict[int, torch.Tensor] = {}
+
+    def spatial(self, tokens: int) -> torch.Tensor:
+        """(B, N) mask of a layer with N tokens."""
+        if tokens not in self._spatial:
+            self._spatial[tokens] = layer_mask(self.mask, tokens)
+        return self._spatial[tokens]
+
+
 class MaskedCrossAttnProcessor:
     """diffusers attention processor: masked cross-attention (Eq. 10–12) with the plugin's current mask; a
     layer called without encoder states (self-attention) goes to the layer's original processor."""
@@ -70,13 +84,13 @@ class MaskedCrossAttnProcessor:
         if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None \
                 or attn.norm_cross or attn.residual_connection:
             raise ValueError("CAM supports the plain cross-attention of diffusers' transformer blocks")
-        mask, select = state                                                  # (B, 1, H, W), (B, T)
+        select = state.select                                                 # (B, T)
         context = encoder_hidden_states
         select = F.pad(select, (0, context.shape[1] - select.shape[1]), value=False)  # appended tokens: unmasked
         q = attn.head_to_batch_dim(attn.to_q(hidden_states))                  # (B·h, N, d)
         k = attn.head_to_batch_dim(attn.to_k(context))                        # (B·h, T', d)
         v = attn.head_to_batch_dim(attn.to_v(context))
-        out = masked_cross_attention(q, k, v, layer_mask(mask, hidden_states.shape[1]), select, self.plugin.mode)
+        out = masked_cross_attention(q, k, v, state.spatial(hidden_states.shape[1]), select, self.plugin.mode)
         out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(out)))    # (B, N, C)
         return out / attn.rescale_output_factor
 
@@ -90,7 +104,7 @@ class CrossAttentionMasking(EditPlugin):
         if mode not in MODES:
             raise ValueError(f"cam mode must be one of {MODES}, got {mode!r}")
         self.mode, self.start_token, self.end_token = mode, start_token, end_token
-        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.state: CAMState | None = None
 
     def attach(self, unet: torch.nn.Module) -> None:
         processors = unet.attn_processors
@@ -102,7 +116,7 @@ class CrossAttentionMasking(EditPlugin):
         return (tokens != 0) & (tokens != self.start_token) & (tokens != self.end_token)
 
     def condition(self, cond: EditCondition) -> None:
-        self.state = (cond.mask, self.word_tokens(cond.tokens))
+        self.state = CAMState(cond.mask, self.word_tokens(cond.tokens))
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"

@@ -12,6 +12,7 @@ CNN trained on a dataset's identity labels (`make train-identity`).
 """
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 
 import torch
@@ -51,14 +52,15 @@ def identity_loss(e_edit: torch.Tensor, e_target: torch.Tensor) -> torch.Tensor:
 
 
 # -- identity encoders ------------------------------------------------------------------------------------
-class IdentityEncoder(nn.Module):
+class IdentityEncoder(nn.Module, abc.ABC):
     """E_id: images (B, 3, H, W) in [-1, 1] -> (B, dim) L2-normalised embeddings."""
 
     kind: str
     dim: int
 
+    @abc.abstractmethod
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """(B, 3, H, W) -> (B, dim) unnormalised features."""
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.features(images), dim=-1)
@@ -137,15 +139,19 @@ def save_identity_encoder(encoder: IdentityEncoder, path: str | Path, **info) ->
     return path
 
 
+def _read_weights(path: str | Path, hint: str | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        hint = hint or "run `make train-identity DATASET=<dataset>`"
+        raise FileNotFoundError(f"identity encoder weights not found: {path} ({hint})")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_identity_weights(encoder: IdentityEncoder, path: str | Path) -> None:
     """Load weights into `encoder` from a file of `save_identity_encoder` or, for facenet, a plain
     InceptionResnetV1 state dict (e.g. the VGGFace2 weights saved locally). Errors name the problem."""
-    path = Path(path)
-    if not path.is_file():
-        hint = "run `make train-identity DATASET=<dataset>`" if encoder.kind == "cnn" else \
-            "save InceptionResnetV1 VGGFace2 weights there"
-        raise FileNotFoundError(f"identity encoder weights not found: {path} ({hint})")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    facenet_hint = "save InceptionResnetV1 VGGFace2 weights there"
+    blob = _read_weights(path, facenet_hint if encoder.kind == "facenet" else None)
     if "state_dict" in blob:
         if blob.get("kind") != encoder.kind or int(blob.get("dim", encoder.dim)) != encoder.dim:
             raise ValueError(f"{path} holds a {blob.get('kind')} encoder of dim {blob.get('dim')}, "
@@ -159,10 +165,7 @@ def load_identity_weights(encoder: IdentityEncoder, path: str | Path) -> None:
 
 def load_identity_encoder(path: str | Path) -> IdentityEncoder:
     """A frozen encoder from a file of `save_identity_encoder` (its kind and dim are read from the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"identity encoder weights not found: {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = _read_weights(path)
     if "state_dict" not in blob:
         raise ValueError(f"{path} is not an identity encoder file")
     encoder = build_identity_encoder(blob["kind"], int(blob["dim"]))
