@@ -41,7 +41,7 @@ def run_callbacks(root: Path, checkpoint_every: int, progress_bar: bool = True) 
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr_gain", mode="max", save_top_k=1,
                         enable_version_counter=False),
         ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True,
-                        every_n_train_steps=checkpoint_every),
+                        every_n_train_steps=checkpoint_every, enable_version_counter=False),  # never last-v1.ckpt
         ResumePoint(ckpt_dir / "last.ckpt"),
         RunArtifacts(root),
     ] + ([StepProgressBar()] if progress_bar else [])
