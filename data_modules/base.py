@@ -9,11 +9,13 @@ A batch is a dict:
     instruction list[str]                          the expressive instruction I
     attributes  (B, A) float32 in {0, 1}           attributes of the target (A = 0 when none)
     identity    (B,) int64                         identity label, -1 when unknown
+    index       (B,) int64                         position of each sample in its split (seeds, IS splits)
     n_skipped   int                                samples of this batch dropped as unreadable
 """
 from __future__ import annotations
 
 import abc
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -37,6 +39,7 @@ class EditSample:
     instruction: str
     attributes: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     identity: int = -1
+    index: int = -1  # position in its split; set by the DataModule
 
     def __post_init__(self) -> None:
         if self.source.ndim != 3 or self.source.shape[0] != 3:
@@ -64,6 +67,7 @@ def collate(samples: Sequence[EditSample | None]) -> dict[str, Any]:
         "instruction": [s.instruction for s in good],
         "attributes": torch.stack([s.attributes.float() for s in good]),  # (B, A)
         "identity": torch.tensor([s.identity for s in good], dtype=torch.long),  # (B,)
+        "index": torch.tensor([s.index for s in good], dtype=torch.long),        # (B,)
         "n_skipped": len(samples) - len(good),
     }
 
@@ -79,7 +83,7 @@ def resize_sample(sample: EditSample, resolution: int) -> EditSample:
 
     mask = F.interpolate(sample.mask[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
     return EditSample(img(sample.source), img(sample.target), (mask >= 0.5).float(), sample.prompt,
-                      sample.instruction, sample.attributes, sample.identity)
+                      sample.instruction, sample.attributes, sample.identity, sample.index)
 
 
 class SkipBadSamples(Dataset):
@@ -98,6 +102,7 @@ class SkipBadSamples(Dataset):
         except BadSample as err:
             warnings.warn(f"skipping sample {index}: {err}", stacklevel=2)
             return None
+        sample = dataclasses.replace(sample, index=index)
         return self.transform(sample) if self.transform else sample
 
 
@@ -112,6 +117,9 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
 
     name: str = "base"
     hide_masked_source: bool = False  # caption datasets: the generator sees source * (1 - mask)
+    # how edits are scored (DESIGN §7): "targets" against ground-truth targets; "captions" edits each test image
+    # with another image's caption and scores faithfulness to the source
+    protocol: str = "targets"
 
     def __init__(self, resolution: int = 32, batch_size: int = 16, num_workers: int = 0):
         super().__init__()

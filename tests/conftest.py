@@ -1,9 +1,12 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# An empty weights folder: a user's downloaded backbones never change what the tests see.
+os.environ["XMGIE_WEIGHTS"] = tempfile.mkdtemp(prefix="xmgie-weights-")
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "smoke.yaml"
 

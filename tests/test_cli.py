@@ -76,11 +76,33 @@ def test_evaluate_prints_and_writes_json(smoke_run, tmp_path, capsys):
     out = tmp_path / "res.json"
     main(["evaluate", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--dataset", "shapes",
           "--split", "test", "--limit", "6", "--steps", "2", "--batch-size", "4", "--out", str(out)])
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed["n_images"] == 6 and json.loads(out.read_text())["psnr"] == printed["psnr"]
-    for key in ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_gain"):
-        assert isinstance(printed[key], float)
-    assert printed["psnr_gain"] == pytest.approx(printed["psnr"] - printed["psnr_source"], abs=1e-3)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out.strip().splitlines()[-1])
+    metrics = printed["metrics"]
+    assert printed["n_images"] == metrics["n_images"] == 6 and json.loads(out.read_text())["metrics"] == metrics
+    for key in ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_gain", "is", "fid", "lpips"):
+        assert isinstance(metrics[key], float)
+    assert metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["psnr_source"], abs=1e-3)
+    # no backbone files in the tests' weights folder: every learned metric says so, in the file and on stderr
+    assert printed["uncalibrated"] == ["fid", "is", "lpips"]
+    assert "UNCALIBRATED" in captured.err
+    assert printed["checkpoint"]["sha256"] and printed["protocol"] == "targets" and printed["seed"] == 0
+
+
+def test_evaluate_strict_weights_names_the_missing_file(smoke_run):
+    proc = run_cli("evaluate", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--limit", "2",
+                   "--strict-weights")
+    assert proc.returncode == 2 and "xmgie weights fetch inception" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_weights_status_and_verify(tmp_path):
+    proc = run_cli("weights", "status")
+    assert proc.returncode == 0 and "inception" in proc.stdout and "missing" in proc.stdout
+    proc = run_cli("weights", "verify", "alexnet")
+    assert proc.returncode == 2 and "not verified: alexnet" in proc.stderr
+    proc = run_cli("weights", "fetch", "nosuch")
+    assert proc.returncode == 2 and "unknown weights 'nosuch'" in proc.stderr
 
 
 def test_evaluate_unknown_dataset_is_an_error(smoke_run):

@@ -2,9 +2,12 @@
 
     xmgie fit|validate|test --config experiments/...yaml ...   LightningCLI (YAML-driven training)
     xmgie edit --ckpt C --image I --prompt P [--mask M] [--out O]
-    xmgie evaluate --ckpt C [--dataset D] [--split test]
+    xmgie evaluate --ckpt C [--dataset D] [--split test]     results/<dataset>/<method>.json
+    xmgie table --spec experiments/tables/table1.yaml           tables/table1.{md,csv,tex}
+    xmgie weights status|fetch|verify [NAME ...]                 the pretrained backbones
     xmgie data preview --dataset shapes --out grid.png
     xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
+    xmgie attributes train --dataset shapes --out runs/shapes/attributes/classifier.pt
 """
 from __future__ import annotations
 
@@ -38,10 +41,56 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     result = evaluate_checkpoint(args.ckpt, args.dataset, args.split, limit=args.limit, steps=args.steps,
                                  batch_size=args.batch_size, seed=args.seed, guidance_text=args.guidance_text,
-                                 guidance_image=args.guidance_image, identity_weights=args.identity)
+                                 guidance_image=args.guidance_image, identity=args.identity,
+                                 attributes=args.attributes, inception=not args.no_inception,
+                                 lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name)
     out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
     result["written_to"] = str(write_result(result, out))
+    for metric in result["uncalibrated"]:
+        print(f"warning: {metric} uses an UNCALIBRATED backbone ({result['backbones'][metric]['source']}); "
+              f"see `xmgie weights status`", file=sys.stderr)
     print(json.dumps(result))
+
+
+def _table(args: argparse.Namespace) -> None:
+    from xmgie.evaluation.tables import render
+
+    written = render(args.spec, args.out, args.root)
+    print(written["md"].read_text())
+    print("\n".join(str(p) for p in written.values()))
+
+
+def _weights(args: argparse.Namespace) -> None:
+    from xmgie.evaluation import weights
+
+    names = args.names or list(weights.REGISTRY)
+    for name in names:
+        weights.spec(name)  # unknown names fail before anything is done
+    if args.weights_command == "fetch":
+        for name in names:
+            if weights.spec(name).folder and not args.names:
+                continue  # the ip2p folder only when asked for by name
+            print(f"{name}: {weights.fetch(name)}")
+        return
+    rows = [r for r in weights.status() if r["name"] in names]
+    for r in rows:
+        sha = f" sha256 {r['sha256']}" if r["sha256"] else ""
+        print(f"{r['name']:10s} {r['state']:8s} pin={r['pin']:6s} {r['path']}{sha}  [{r['used_by']}]")
+        if "error" in r:
+            print(f"  {r['error']}")
+    print(f"weights folder: {weights.weights_dir()} (set ${weights.ENV} to move it)")
+    if args.weights_command == "verify":
+        bad = [r["name"] for r in rows if r["state"] != "present"]
+        if bad:
+            raise UserError(f"not verified: {', '.join(bad)} (missing or wrong sha256; see above)")
+
+
+def _attributes_train(args: argparse.Namespace) -> None:
+    from xmgie.training.attribute_module import train_attribute_classifier
+
+    print(json.dumps(train_attribute_classifier(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
+                                                arch=args.arch, lr=args.lr, resolution=args.resolution,
+                                                seed=args.seed)))
 
 
 def _data_preview(args: argparse.Namespace) -> None:
@@ -88,7 +137,7 @@ def _file_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_edit)
 
-    v = sub.add_parser("evaluate", help="edit a dataset split and report PSNR/SSIM (JSON)")
+    v = sub.add_parser("evaluate", help="edit a dataset split, compute IS/FID/LPIPS/SSIM/PSNR(/AA/IPS), write JSON")
     v.add_argument("--ckpt", required=True)
     v.add_argument("--dataset", help="dataset name (default: the one the checkpoint was trained on)")
     v.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -98,10 +147,43 @@ def _file_parser() -> argparse.ArgumentParser:
     v.add_argument("--guidance-image", type=float)
     v.add_argument("--batch-size", type=int, default=32)
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--identity", help="identity encoder weights (make train-identity): adds identity_cosine")
+    v.add_argument("--identity", help="IPS encoder: an E_id file (make train-identity) or 'vggface2'")
+    v.add_argument("--attributes", help="AA classifier file (make train-attr)")
+    v.add_argument("--no-inception", action="store_true", help="skip IS and FID (the slowest metrics)")
+    v.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    v.add_argument("--strict-weights", action="store_true",
+                   help="a missing pretrained backbone is an error instead of an uncalibrated metric")
     v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
     v.add_argument("--out", help="output JSON path (overrides --name)")
     v.set_defaults(func=_evaluate)
+
+    t = sub.add_parser("table", help="render a paper table (Markdown, CSV, LaTeX) from result JSONs")
+    t.add_argument("--spec", required=True, help="e.g. experiments/tables/table1.yaml")
+    t.add_argument("--root", default=".", help="folder the spec's result paths are relative to")
+    t.add_argument("--out", help="output path without extension (default: <root>/tables/<spec name>)")
+    t.set_defaults(func=_table)
+
+    w = sub.add_parser("weights", help="the pretrained backbones in $XMGIE_WEIGHTS")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    for command, text in (("status", "which files are present, missing or mismatched"),
+                          ("fetch", "download (needs network); checks the sha256"),
+                          ("verify", "exit 2 unless every named file is present with the right sha256")):
+        wc = wsub.add_parser(command, help=text)
+        wc.add_argument("names", nargs="*", help="registry names (default: all)")
+        wc.set_defaults(func=_weights)
+
+    a = sub.add_parser("attributes", help="the attribute classifier behind AA")
+    asub = a.add_subparsers(dest="attributes_command", required=True)
+    at = asub.add_parser("train", help="train a multi-label classifier on a dataset's attributes; prints JSON")
+    at.add_argument("--dataset", default="shapes")
+    at.add_argument("--out", required=True, help="weights file to write (a .json summary is written beside it)")
+    at.add_argument("--arch", default="cnn", choices=("cnn", "resnet18"))
+    at.add_argument("--steps", type=int, default=1000)
+    at.add_argument("--batch-size", type=int, default=64)
+    at.add_argument("--lr", type=float, default=2e-3)
+    at.add_argument("--resolution", type=int, help="default: the dataset's")
+    at.add_argument("--seed", type=int, default=0)
+    at.set_defaults(func=_attributes_train)
 
     d = sub.add_parser("data", help="look at a dataset")
     dsub = d.add_subparsers(dest="data_command", required=True)

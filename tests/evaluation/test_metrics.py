@@ -2,7 +2,8 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from xmgie.evaluation.metrics import EditQuality, psnr_per_image, ssim_per_image
+from xmgie.evaluation.functional import psnr_per_image, ssim_per_image
+from xmgie.evaluation.metrics import EditQuality
 
 
 def _pair(seed=0):
@@ -60,3 +61,11 @@ def test_edit_quality_means_and_source_baseline():
     per = psnr_per_image(x, y, 1 - mask)
     assert torch.isclose(out["psnr_outside_mask"].float(), per.mean(), atol=1e-4)
     assert torch.isclose(out["psnr_gain"], out["psnr"] - out["psnr_source"])
+
+
+def test_edit_quality_without_source_or_mask_reports_no_baseline():
+    x, y = _pair(4)
+    m = EditQuality()
+    m.update(x, y)
+    out = m.compute()
+    assert set(out) == {"psnr", "ssim", "n_images"}  # nothing unmeasured is reported as 0

@@ -40,12 +40,15 @@ def test_full_xmgie_trains_and_its_checkpoint_carries_every_module(full_run, tmp
     assert not torch.allclose(alpha, torch.full_like(alpha, 0.5))  # α trained
 
 
-def test_evaluate_reports_identity_cosine(full_run, tmp_path, capsys):
+def test_evaluate_reports_the_identity_score(full_run, tmp_path, capsys):
     run, weights = full_run
     main(["evaluate", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--limit", "4", "--steps", "2",
-          "--batch-size", "4", "--identity", str(weights), "--out", str(tmp_path / "r.json")])
+          "--batch-size", "4", "--identity", str(weights), "--no-inception", "--no-lpips",
+          "--out", str(tmp_path / "r.json")])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert -1 <= printed["identity_cosine"] <= 1 and -1 <= printed["identity_cosine_source"] <= 1
+    metrics = printed["metrics"]
+    assert -1 <= metrics["ips"] <= 1 and -1 <= metrics["ips_source"] <= 1 and "is" not in metrics
+    assert printed["backbones"]["ips"]["calibrated"] and printed["backbones"]["ips"]["source"] == str(weights)
     assert printed["n_images"] == 4
 
 

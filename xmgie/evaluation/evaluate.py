@@ -1,30 +1,94 @@
-"""`xmgie evaluate`: edit a split with a trained checkpoint and report the edit-quality metrics."""
+"""`xmgie evaluate`: edit a split with a trained checkpoint, compute the suite, write `results/<dataset>/<method>.json`.
+
+A result file holds the metric values and everything needed to defend them: each metric's backbone
+(pretrained file + sha256, or uncalibrated), the protocol, seeds, sampler settings, sample count, the
+checkpoint's sha256 and the wall time. Tables are rendered only from these files.
+"""
 from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from data_modules.base import build_datamodule
 from xmgie.checkpoints import load_generator_module
 from xmgie.errors import UserError
-from xmgie.evaluation.metrics import EditQuality
-from xmgie.modules.identity import load_identity_encoder
+from xmgie.evaluation import backbones
+from xmgie.evaluation.backbones import Backbone
+from xmgie.evaluation.metrics import EditingMetrics
+from xmgie.evaluation.weights import sha256_of
+
+RESULT_FORMAT = 1
+
+
+def identity_backbone(identity: str | Path | None, strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone] | None:
+    """IPS's encoder: a project E_id file (`make train-identity`), or "vggface2" (the weights folder)."""
+    from xmgie.modules.identity import load_identity_encoder
+
+    if identity is None:
+        return None
+    if str(identity) == "vggface2":
+        return backbones.facenet(strict, seed)
+    try:
+        return load_identity_encoder(identity), backbones.project_file("identity encoder", identity)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+
+
+def attribute_backbone(path: str | Path | None) -> tuple[nn.Module, Backbone] | None:
+    """AA's classifier (`make train-attr`); its held-out accuracy is part of the record's source."""
+    from xmgie.models.classifier import load_attribute_classifier
+
+    if path is None:
+        return None
+    try:
+        net, info = load_attribute_classifier(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    record = backbones.project_file("attribute classifier", path)
+    source = f"{path} ({info.get('arch')}, held-out accuracy {info.get('test_accuracy')})"
+    return net, Backbone(record.name, True, record.sha256, source)
+
+
+def mismatch_captions(batch: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Caption protocol: each image is edited with the text (and gets the attributes) of another image of the
+    batch — a seeded cyclic shift by 1..B-1, so no image keeps its own caption (B ≥ 2)."""
+    B = len(batch["prompt"])
+    if B < 2:
+        return batch
+    shift = 1 + int(torch.randint(B - 1, (1,), generator=torch.Generator().manual_seed(seed)))
+    order = [(i + shift) % B for i in range(B)]
+    out = dict(batch)
+    for key in ("prompt", "instruction"):
+        out[key] = [batch[key][j] for j in order]
+    out["attributes"] = batch["attributes"][order]
+    return out
+
+
+def _truncate(batch: dict[str, Any], keep: int) -> dict[str, Any]:
+    return {k: v[:keep] if isinstance(v, (list, torch.Tensor)) else v for k, v in batch.items()}
 
 
 def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str = "test", limit: int | None = None,
                         steps: int | None = None, batch_size: int = 32, seed: int = 0,
                         guidance_text: float | None = None, guidance_image: float | None = None,
-                        identity_weights: str | Path | None = None) -> dict[str, Any]:
-    """Edit `split` of `dataset` (default: the checkpoint's) and return the metrics as a JSON-ready dict.
+                        identity: str | Path | None = None, attributes: str | Path | None = None,
+                        inception: bool = True, lpips: bool = True, strict_weights: bool = False,
+                        method: str = "xmgie") -> dict[str, Any]:
+    """Edit `split` of `dataset` (default: the checkpoint's) and return the result record.
 
-    Every run edits the same images with the same seeds (batch i uses seed + i), so results are repeatable.
-    With `identity_weights` (a trained E_id), also the mean identity cosine of edit vs target
-    (`identity_cosine`) and of the unedited source vs target (`identity_cosine_source`).
+    1. Load the generator and the dataset; its `protocol` says what the edits are compared with.
+    2. Build the suite (backbones from the weights folder, or uncalibrated; `strict_weights`: error instead).
+    3. Edit every batch with seed + batch number (caption protocol: with another image's caption) and stream
+       the edits into the suite.
+    4. Return metrics plus provenance.
     """
+    start = time.perf_counter()
     module = load_generator_module(ckpt)
     info = module.data_info
     dataset = dataset or info.get("dataset", "shapes")
@@ -32,42 +96,38 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         dm = build_datamodule(dataset, resolution=int(info.get("resolution", 32)), batch_size=batch_size)
     except KeyError as err:
         raise UserError(str(err.args[0])) from None
-    quality = EditQuality()
-    encoder = None
-    if identity_weights is not None:
-        try:
-            encoder = load_identity_encoder(identity_weights)
-        except (FileNotFoundError, ValueError) as err:
-            raise UserError(str(err)) from None
-    cosines: dict[str, list[torch.Tensor]] = {"identity_cosine": [], "identity_cosine_source": []}
-    start = time.perf_counter()
+    suite = EditingMetrics(dm.protocol, inception=inception, lpips=lpips, strict=strict_weights, seed=seed,
+                           attribute_classifier=attribute_backbone(attributes),
+                           identity_encoder=identity_backbone(identity, strict_weights, seed))
     n = 0
     with torch.no_grad():
         for i, batch in enumerate(dm.loader(split, shuffle=False)):
             if "source" not in batch:
                 continue
             if limit is not None:
-                keep = limit - n
-                if keep <= 0:
+                if n >= limit:
                     break
-                batch = {k: v[:keep] if isinstance(v, (list, torch.Tensor)) else v for k, v in batch.items()}
+                batch = _truncate(batch, limit - n)
+            if dm.protocol == "captions":
+                batch = mismatch_captions(batch, seed + i)
             edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
                                guidance_image=guidance_image)
-            quality.update(edit, batch["target"], batch["source"], batch["mask"])
-            if encoder is not None:
-                e_target = encoder.embed(batch["target"])
-                cosines["identity_cosine"].append((encoder.embed(edit) * e_target).sum(-1))
-                cosines["identity_cosine_source"].append((encoder.embed(batch["source"]) * e_target).sum(-1))
+            suite.update(edit, batch)
             n += edit.shape[0]
-    values = {k: (int(v) if k == "n_images" else round(float(v), 4)) for k, v in quality.compute().items()}
-    if encoder is not None:
-        values |= {k: round(float(torch.cat(v).mean()), 4) for k, v in cosines.items()}
-        values["identity_encoder"] = str(identity_weights)
+    if n == 0:
+        raise UserError(f"the {split} split of {dataset!r} has no readable samples to evaluate")
     s = module.sampling_cfg
-    return {"dataset": dataset, "split": split, "checkpoint": str(ckpt), **values, "steps": steps or s.steps,
-            "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
-            "guidance_image": s.guidance_image if guidance_image is None else guidance_image,
-            "seed": seed, "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split, "protocol": dm.protocol,
+        "metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in suite.compute().items()},
+        "backbones": suite.describe(), "uncalibrated": suite.uncalibrated,
+        "n_images": n, "seed": seed, "steps": steps or s.steps,
+        "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
+        "guidance_image": s.guidance_image if guidance_image is None else guidance_image,
+        "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def write_result(result: dict[str, Any], out: str | Path) -> Path:

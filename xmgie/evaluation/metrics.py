@@ -1,47 +1,45 @@
-"""Edit-quality metrics on images in [-1, 1] (DESIGN §7): per-image PSNR (whole image, inside and outside
-the edit mask), SSIM, and the copy-the-source baseline, streamed as torchmetrics state (synced over DDP)."""
+"""The evaluation suite (DESIGN §7) as torchmetrics state: every metric streams sums (nothing keeps every image),
+and every state has a sum reduction, so DDP ranks sync exactly.
+
+    EditQuality       PSNR / SSIM vs the reference, and on shapes-like data the copy-the-source baseline and
+                      PSNR inside / outside the edit mask
+    InceptionMetrics  IS of the edits and FID of edits vs real images (one Inception pass per image)
+    MeanLPIPS         LPIPS (AlexNet) vs the reference
+    AttributeAccuracy AA: multi-label accuracy of the project's attribute classifier on the edits
+    IdentityScore     IPS: cosine of identity embeddings of edit and reference
+    EditingMetrics    the collection, built from the weights folder, with each metric's backbone record
+
+Inputs are (B, 3, H, W) float in [-1, 1]; conversions happen in xmgie.evaluation.convert only.
+"""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import nn
 from torchmetrics import Metric
-from torchmetrics.functional.image import structural_similarity_index_measure
 
-DATA_RANGE = 2.0  # images live in [-1, 1]
+from xmgie.evaluation import backbones
+from xmgie.evaluation.backbones import Backbone
+from xmgie.evaluation.convert import to_lpips, to_signed, to_uint8
+from xmgie.evaluation.functional import (frechet_distance, inception_score, mean_and_cov, psnr_per_image,
+                                         ssim_per_image)
 
-
-def psnr_per_image(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
-                   data_range: float = DATA_RANGE) -> torch.Tensor:
-    """(B, C, H, W) twice -> (B,) PSNR in dB = 10 log10(range² / MSE), the MSE taken over the pixels where
-    `weight` (B, 1, H, W) in {0, 1} is 1 (all pixels when None). An image with no such pixel gets NaN."""
-    se = (x.float() - y.float()).pow(2)
-    if weight is None:
-        mse = se.flatten(1).mean(1)
-    else:
-        w = weight.float().expand_as(se)
-        n = w.flatten(1).sum(1)
-        mse = (se * w).flatten(1).sum(1) / n
-        mse = torch.where(n > 0, mse, torch.full_like(mse, float("nan")))
-    return 10 * torch.log10(data_range**2 / mse.clamp(min=1e-12))
+# Direction of every reported metric: the table writer takes its arrows and bold from here.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "is": True, "fid": False, "lpips": False, "ssim": True, "psnr": True, "aa": True, "ips": True,
+    "psnr_gain": True, "psnr_outside_mask": True, "psnr_inside_mask": True, "psnr_source": True,
+    "ips_source": True,
+}
+PROTOCOLS = ("targets", "captions")
 
 
-def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) twice in [-1, 1] -> (B,) SSIM (Gaussian window σ = 1.5, 11 px).
+class _SumMetric(Metric):
+    """Base: named (sum, count) pairs in float64, reduced by sum across ranks; compute() gives the means of
+    pairs that saw at least one value (others are left out, never reported as 0)."""
 
-    SSIM is not shift-invariant (its luminance term uses absolute means), so images are mapped to the
-    conventional [0, 1] with data_range 1 rather than scored in [-1, 1]."""
-    to01 = lambda t: (t.float() + 1) / 2  # noqa: E731
-    return structural_similarity_index_measure(to01(x), to01(y), data_range=1.0, reduction="none")
-
-
-class EditQuality(Metric):
-    """Means over images of: psnr, ssim (edit vs target), psnr_source (source vs target: the do-nothing
-    baseline), psnr_outside_mask / psnr_inside_mask (edit vs target on either side of the mask), and
-    psnr_gain = psnr - psnr_source. Images whose mask has no inside (or no outside) pixel are left out of
-    that mean only."""
-
-    higher_is_better = True
     full_state_update = False
-    KEYS = ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_inside_mask")
+    KEYS: tuple[str, ...] = ()
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -49,22 +47,226 @@ class EditQuality(Metric):
             self.add_state(f"{key}_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{key}_n", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, edit: torch.Tensor, target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> None:
-        """edit/target/source (B, 3, H, W) in [-1, 1]; mask (B, 1, H, W) in {0, 1}."""
-        values = {
-            "psnr": psnr_per_image(edit, target),
-            "ssim": ssim_per_image(edit, target),
-            "psnr_source": psnr_per_image(source, target),
-            "psnr_outside_mask": psnr_per_image(edit, target, 1 - mask),
-            "psnr_inside_mask": psnr_per_image(edit, target, mask),
-        }
-        for key, v in values.items():
-            ok = ~torch.isnan(v)
-            setattr(self, f"{key}_sum", getattr(self, f"{key}_sum") + v[ok].double().sum())
-            setattr(self, f"{key}_n", getattr(self, f"{key}_n") + ok.sum())
+    def _add(self, key: str, values: torch.Tensor) -> None:
+        """Accumulate the non-NaN entries of `values` (any shape)."""
+        ok = ~torch.isnan(values)
+        setattr(self, f"{key}_sum", getattr(self, f"{key}_sum") + values[ok].double().sum())
+        setattr(self, f"{key}_n", getattr(self, f"{key}_n") + ok.sum())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        out = {key: getattr(self, f"{key}_sum") / getattr(self, f"{key}_n").clamp(min=1) for key in self.KEYS}
-        out["psnr_gain"] = out["psnr"] - out["psnr_source"]
+        return {key: getattr(self, f"{key}_sum") / getattr(self, f"{key}_n")
+                for key in self.KEYS if getattr(self, f"{key}_n") > 0}
+
+
+class EditQuality(_SumMetric):
+    """Means over images of psnr and ssim (edit vs reference); with `source`, also psnr_source (source vs
+    reference: the do-nothing baseline) and psnr_gain = psnr − psnr_source; with `mask`, psnr_outside_mask /
+    psnr_inside_mask. Images whose mask has no inside (or outside) pixel are left out of that mean only."""
+
+    higher_is_better = True
+    KEYS = ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_inside_mask")
+
+    def update(self, edit: torch.Tensor, reference: torch.Tensor, source: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> None:
+        """edit/reference/source (B, 3, H, W) in [-1, 1]; mask (B, 1, H, W) in {0, 1}."""
+        self._add("psnr", psnr_per_image(edit, reference))
+        self._add("ssim", ssim_per_image(edit, reference))
+        if source is not None:
+            self._add("psnr_source", psnr_per_image(source, reference))
+        if mask is not None:
+            self._add("psnr_outside_mask", psnr_per_image(edit, reference, 1 - mask))
+            self._add("psnr_inside_mask", psnr_per_image(edit, reference, mask))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        out = super().compute()
+        if "psnr_source" in out:
+            out["psnr_gain"] = out["psnr"] - out["psnr_source"]
         out["n_images"] = self.psnr_n.clone()
         return out
+
+
+class InceptionMetrics(Metric):
+    """IS of the edited images and FID between edited and real images, streamed.
+
+    States: Σf, Σffᵀ, n of the 2048-d pool features of each set (float64) and, per IS split, Σ p(y|x),
+    Σ Σ_y p log p and n. An image's IS split is its dataset index mod `splits`, so the result does not depend
+    on batch order or on how DDP shards the data.
+    """
+
+    higher_is_better = None  # IS up, FID down: see HIGHER_IS_BETTER
+    full_state_update = False
+
+    def __init__(self, net: nn.Module, splits: int = 10, dim: int = 2048, classes: int = 1008, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        self.splits = splits
+        for side in ("fake", "real"):
+            self.add_state(f"{side}_sum", torch.zeros(dim, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{side}_outer", torch.zeros(dim, dim, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{side}_n", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("prob_sum", torch.zeros(splits, classes, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("plogp_sum", torch.zeros(splits, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("split_n", torch.zeros(splits, dtype=torch.long), dist_reduce_fx="sum")
+
+    def _accumulate(self, side: str, features: torch.Tensor) -> None:
+        f = features.double()                                                   # (B, D)
+        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + f.sum(0))
+        setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + f.T @ f)
+        setattr(self, f"{side}_n", getattr(self, f"{side}_n") + f.shape[0])
+
+    def update_features(self, pool: torch.Tensor, logits: torch.Tensor | None, index: torch.Tensor,
+                        real: bool = False) -> None:
+        """pool (B, 2048), logits (B, 1008) of fake images (None for real ones), index (B,) dataset indices."""
+        if real:
+            self._accumulate("real", pool)
+            return
+        self._accumulate("fake", pool)
+        p = logits.double().softmax(-1)                                         # (B, C)
+        split = index.long() % self.splits                                      # (B,)
+        self.prob_sum.index_add_(0, split, p)
+        self.plogp_sum.index_add_(0, split, torch.xlogy(p, p).sum(-1))
+        self.split_n.index_add_(0, split, torch.ones_like(split))
+
+    def update(self, images: torch.Tensor, index: torch.Tensor, real: bool = False) -> None:
+        """images (B, 3, H, W) in [-1, 1]; index (B,) dataset indices; real=True for the reference set."""
+        pool, logits = self.net(to_uint8(images))
+        self.update_features(pool, None if real else logits, index, real)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if self.fake_n > 0:
+            out["is"], out["is_std"] = inception_score(self.prob_sum, self.plogp_sum, self.split_n)
+        if self.fake_n > 1 and self.real_n > 1:
+            fake = mean_and_cov(self.fake_sum, self.fake_outer, self.fake_n)
+            real = mean_and_cov(self.real_sum, self.real_outer, self.real_n)
+            out["fid"] = frechet_distance(*fake, *real)
+        return out
+
+
+class MeanLPIPS(_SumMetric):
+    """Mean LPIPS (AlexNet + the package's linear heads) of edit vs reference."""
+
+    higher_is_better = False
+    KEYS = ("lpips",)
+
+    def __init__(self, net: nn.Module, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+
+    def update(self, edit: torch.Tensor, reference: torch.Tensor) -> None:
+        """(B, 3, H, W) twice in [-1, 1]."""
+        self._add("lpips", self.net(to_lpips(edit), to_lpips(reference)).flatten())
+
+
+class AttributeAccuracy(_SumMetric):
+    """AA: the fraction of (image, attribute) pairs where the classifier's decision on the edit (logit > 0)
+    agrees with the target attributes; images without attribute labels (A = 0) are skipped."""
+
+    higher_is_better = True
+    KEYS = ("aa",)
+
+    def __init__(self, classifier: nn.Module, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+
+    def update(self, edit: torch.Tensor, attributes: torch.Tensor) -> None:
+        """edit (B, 3, H, W) in [-1, 1]; attributes (B, A) in {0, 1}."""
+        if attributes.numel() == 0:
+            return
+        predicted = (self.classifier(to_signed(edit)) > 0).to(attributes.dtype)   # (B, A)
+        self._add("aa", (predicted == attributes).double())
+
+
+class IdentityScore(_SumMetric):
+    """IPS: mean cosine of E_id(edit) and E_id(reference) (embeddings are L2-normalised by `embed`); with
+    `source`, also ips_source = cosine of E_id(source) and E_id(reference), the do-nothing baseline."""
+
+    higher_is_better = True
+    KEYS = ("ips", "ips_source")
+
+    def __init__(self, encoder: nn.Module, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+
+    def update(self, edit: torch.Tensor, reference: torch.Tensor, source: torch.Tensor | None = None) -> None:
+        e_ref = self.encoder.embed(to_signed(reference))                      # (B, D)
+        self._add("ips", (self.encoder.embed(to_signed(edit)) * e_ref).sum(-1))
+        if source is not None:
+            self._add("ips_source", (self.encoder.embed(to_signed(source)) * e_ref).sum(-1))
+
+
+class EditingMetrics(nn.Module):
+    """The whole suite for one evaluation protocol.
+
+    protocol "targets" (shapes, instruction triplets): pixel metrics vs the ground-truth target, FID vs the
+    real targets. "captions" (CUB, Flowers, …, edited with another image's caption): pixel metrics vs the
+    source (faithfulness), FID vs the real test images.
+
+    Args:
+        inception / lpips: include IS+FID / LPIPS (their backbones come from the weights folder or are
+            random and uncalibrated; `strict` makes a missing file an error).
+        attribute_classifier: a trained classifier (nn.Module (B,3,H,W) -> (B, A) logits) and its record.
+        identity_encoder: an IdentityEncoder and its record.
+    """
+
+    def __init__(self, protocol: str = "targets", inception: bool = True, lpips: bool = True, strict: bool = False,
+                 seed: int = 0, splits: int = 10,
+                 attribute_classifier: tuple[nn.Module, Backbone] | None = None,
+                 identity_encoder: tuple[nn.Module, Backbone] | None = None):
+        super().__init__()
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        self.protocol = protocol
+        self.metrics = nn.ModuleDict({"quality": EditQuality()})
+        self.backbones: dict[str, Backbone] = {}
+        if inception:
+            net, self.backbones["is"] = backbones.inception(strict, seed)
+            self.backbones["fid"] = self.backbones["is"]
+            self.metrics["inception"] = InceptionMetrics(net, splits)
+        if lpips:
+            net, self.backbones["lpips"] = backbones.alexnet_lpips(strict, seed)
+            self.metrics["lpips"] = MeanLPIPS(net)
+        if attribute_classifier is not None:
+            self.metrics["aa"] = AttributeAccuracy(attribute_classifier[0])
+            self.backbones["aa"] = attribute_classifier[1]
+        if identity_encoder is not None:
+            self.metrics["ips"] = IdentityScore(identity_encoder[0])
+            self.backbones["ips"] = identity_encoder[1]
+
+    @torch.no_grad()
+    def update(self, edit: torch.Tensor, batch: dict[str, Any]) -> None:
+        """edit (B, 3, H, W) in [-1, 1] for the batch's sources; batch as in data_modules.base (with `index`)."""
+        targets = self.protocol == "targets"
+        reference = batch["target"] if targets else batch["source"]
+        index = batch["index"]
+        m = self.metrics
+        m["quality"].update(edit, reference, batch["source"] if targets else None, batch["mask"] if targets else None)
+        if "inception" in m:
+            m["inception"].update(edit, index)
+            m["inception"].update(reference, index, real=True)
+        if "lpips" in m:
+            m["lpips"].update(edit, reference)
+        if "aa" in m:
+            m["aa"].update(edit, batch["attributes"])
+        if "ips" in m:
+            # IPS compares with the ground truth where one exists, else with the source the edit started from.
+            m["ips"].update(edit, reference, batch["source"] if targets else None)
+
+    def compute(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for metric in self.metrics.values():
+            out |= {k: float(v) for k, v in metric.compute().items()}
+        out["n_images"] = int(out["n_images"])
+        return out
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
+
+    def describe(self) -> dict[str, dict]:
+        """metric name -> its backbone record (what the table footnote prints)."""
+        return {name: b.as_dict() for name, b in self.backbones.items()}
+
+    @property
+    def uncalibrated(self) -> list[str]:
+        return sorted(name for name, b in self.backbones.items() if not b.calibrated)

@@ -203,22 +203,34 @@ class XMGIEModule(L.LightningModule):
                          guidance_text=s.guidance_text if guidance_text is None else guidance_text,
                          guidance_image=s.guidance_image if guidance_image is None else guidance_image, seed=seed)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        """DDIM edits of the batch, scored into `val_quality`; returned so callbacks (the evaluation suite)
+        can score them too."""
         if "source" not in batch:
-            return
+            return None
         x_edit = self.edit(batch, steps=self.sampling_cfg.val_steps, seed=batch_idx)
         self.val_quality.update(x_edit, batch["target"], batch["source"], batch["mask"])
         if batch_idx == 0:
             self.val_examples = {"source": batch["source"][:8].cpu(), "mask": batch["mask"][:8].cpu(),
                                  "edit": x_edit[:8].cpu(), "target": batch["target"][:8].cpu(),
                                  "prompt": batch["prompt"][:8]}
+        return {"edit": x_edit}
 
-    def on_validation_epoch_end(self) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self.validation_step(batch, batch_idx)
+
+    def _log_quality(self, prefix: str) -> None:
         values = self.val_quality.compute()
         gain = values.pop("psnr_gain")
-        self.log_dict({f"val/{k}": v.float() for k, v in values.items()})
-        self.log("val/psnr_gain", gain.float(), prog_bar=True)
+        self.log_dict({f"{prefix}/{k}": v.float() for k, v in values.items()})
+        self.log(f"{prefix}/psnr_gain", gain.float(), prog_bar=True)
         self.val_quality.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_quality("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_quality("test")
 
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

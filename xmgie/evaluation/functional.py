@@ -1,0 +1,74 @@
+"""The metrics' maths as pure functions of tensors (the Metric classes in metrics.py only accumulate).
+
+Images are (B, 3, H, W) in [-1, 1]; statistics are float64 so that sums over thousands of images stay exact.
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from xmgie.evaluation.convert import to_unit
+
+DATA_RANGE = 2.0  # images live in [-1, 1]
+
+
+def psnr_per_image(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+                   data_range: float = DATA_RANGE) -> torch.Tensor:
+    """(B, C, H, W) twice -> (B,) PSNR in dB = 10 log10(range² / MSE), the MSE taken over the pixels where
+    `weight` (B, 1, H, W) in {0, 1} is 1 (all pixels when None). An image with no such pixel gets NaN."""
+    se = (x.float() - y.float()).pow(2)
+    if weight is None:
+        mse = se.flatten(1).mean(1)
+    else:
+        w = weight.float().expand_as(se)
+        n = w.flatten(1).sum(1)
+        mse = (se * w).flatten(1).sum(1) / n
+        mse = torch.where(n > 0, mse, torch.full_like(mse, float("nan")))
+    return 10 * torch.log10(data_range**2 / mse.clamp(min=1e-12))
+
+
+def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) twice in [-1, 1] -> (B,) SSIM (Gaussian window σ = 1.5, 11 px).
+
+    SSIM is not shift-invariant (its luminance term uses absolute means), so images are mapped to the
+    conventional [0, 1] with data_range 1 rather than scored in [-1, 1]."""
+    return structural_similarity_index_measure(to_unit(x), to_unit(y), data_range=1.0, reduction="none")
+
+
+def mean_and_cov(total: torch.Tensor, outer: torch.Tensor, n: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Streamed sums -> mean (D,) and unbiased covariance (D, D): Σx (D,), Σxxᵀ (D, D), count n ≥ 2."""
+    n = float(n)
+    mu = total / n
+    return mu, (outer - n * torch.outer(mu, mu)) / (n - 1)
+
+
+def _sqrt_psd(a: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a symmetric positive semi-definite (D, D) matrix."""
+    vals, vecs = torch.linalg.eigh((a + a.T) / 2)
+    return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> torch.Tensor:
+    """d² = |μ1 − μ2|² + tr Σ1 + tr Σ2 − 2 tr (Σ1 Σ2)^½ (Heusel et al.), in float64.
+
+    tr (Σ1 Σ2)^½ is computed as Σ √λ of the symmetric PSD matrix Σ1^½ Σ2 Σ1^½, which has the same eigenvalues
+    as Σ1 Σ2 but no complex round-off."""
+    mu1, cov1, mu2, cov2 = (t.double() for t in (mu1, cov1, mu2, cov2))
+    s1 = _sqrt_psd(cov1)
+    middle = torch.linalg.eigvalsh(s1 @ cov2 @ s1).clamp(min=0).sqrt().sum()
+    return (mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * middle
+
+
+def inception_score(prob_sum: torch.Tensor, plogp_sum: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IS = exp E_x KL(p(y|x) ‖ p(y)) per split, from streamed sums (Salimans et al.).
+
+    Args: prob_sum (S, C) Σ_x p(y|x) per split; plogp_sum (S,) Σ_x Σ_y p log p per split; n (S,) images per split.
+    Since KL(p(y|x) ‖ p(y)) = Σ_y p log p − Σ_y p log p(y) and p(y) = mean_x p(y|x), the split mean is
+    mean_x Σ p log p − Σ_y p(y) log p(y). Returns the mean over non-empty splits and their (population) std.
+    """
+    keep = n > 0
+    prob_sum, plogp_sum, n = prob_sum[keep].double(), plogp_sum[keep].double(), n[keep].double()
+    marginal = prob_sum / n[:, None]                                           # (S, C) p(y)
+    marginal_entropy_term = torch.xlogy(marginal, marginal).sum(1)              # (S,) Σ p(y) log p(y)
+    scores = torch.exp(plogp_sum / n - marginal_entropy_term)                   # (S,)
+    return scores.mean(), scores.std(unbiased=False) if len(scores) > 1 else torch.zeros((), dtype=scores.dtype)
