@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from xmgie.evaluation.evaluate import attribute_backbone, identity_backbone
 from xmgie.evaluation.metrics import EditingMetrics
@@ -40,6 +40,9 @@ class EvaluationCallback(L.Callback):
                 getattr(dm, "protocol", "targets"), **self.options,
                 attribute_classifier=attribute_backbone(self.attributes),
                 identity_encoder=identity_backbone(self.identity, self.options["strict"], self.options["seed"]))
+            for metric in self.suite.uncalibrated:
+                rank_zero_warn(f"{metric} uses an UNCALIBRATED backbone ({self.suite.backbones[metric].source}): "
+                               f"its values are not comparable to published numbers (`xmgie weights status`)")
         self.suite.to(pl_module.device)
 
     def _batch_end(self, outputs: Any, batch: dict) -> None:
