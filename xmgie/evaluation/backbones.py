@@ -86,7 +86,8 @@ def inception(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone]
             variance_preserving_init(net)
     if path is not None:
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-    return _freeze(net), info
+    # channels-last convolutions: 1.46× faster on the 2-core CPU (50 images: 4.56 vs 6.66 s), outputs equal to 2e-6
+    return _freeze(net.to(memory_format=torch.channels_last)), info
 
 
 def alexnet_lpips(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone]:

@@ -50,6 +50,8 @@ class OptimConfig:
         grad_clip: max global gradient norm of each update (0 = off).
         ema_decay: decay of the EMA of generator weights used for sampling (0 = sample from the raw weights).
         warmup_steps: linear learning-rate warm-up, in generator updates.
+        schedule: after warm-up, "constant" or "cosine" (decay to lr·final_lr_ratio at trainer.max_steps).
+        final_lr_ratio: the cosine schedule's last learning rate as a fraction of lr.
     """
 
     lr: float = 1e-4
@@ -58,8 +60,14 @@ class OptimConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     warmup_steps: int = 0
+    schedule: str = "constant"
+    final_lr_ratio: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if not 0 <= self.final_lr_ratio <= 1:
+            raise ValueError(f"final_lr_ratio must be in [0, 1], got {self.final_lr_ratio}")
         if self.lr <= 0 or self.d_lr <= 0:
             raise ValueError(f"learning rates must be positive, got lr={self.lr}, d_lr={self.d_lr}")
         if not 0 <= self.ema_decay < 1:

@@ -24,6 +24,7 @@ from xmgie.modules.config import ModulesConfig, build_plugins
 from xmgie.modules.identity import IdentityEmbedding, load_identity_weights
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
 from xmgie.training.ema import ema_update
+from xmgie.training.schedule import learning_rate
 
 CHECKPOINT_KIND = "xmgie-generator"
 
@@ -177,9 +178,10 @@ class XMGIEModule(L.LightningModule):
             self.manual_backward(g_loss)
             if oc.grad_clip > 0:
                 self.clip_gradients(opt_g, gradient_clip_val=oc.grad_clip, gradient_clip_algorithm="norm")
-            if oc.warmup_steps > 0:
-                for group in opt_g.param_groups:
-                    group["lr"] = oc.lr * min(1.0, (self.global_step + 1) / oc.warmup_steps)
+            total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.global_step + 1
+            for group in opt_g.param_groups:
+                group["lr"] = learning_rate(self.global_step, total, oc.lr, oc.warmup_steps, oc.schedule,
+                                            oc.final_lr_ratio)
             opt_g.step()
         # 7. EMA of the generator's weights
         if self.ema is not None:
