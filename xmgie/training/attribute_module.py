@@ -11,9 +11,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from data_modules.base import build_datamodule
 from xmgie.errors import UserError
 from xmgie.models.classifier import build_attribute_classifier, save_attribute_classifier
+from xmgie.training.stage import fit_stage, stage_datamodule
 
 
 class AttributeModule(L.LightningModule):
@@ -50,23 +50,16 @@ def attribute_accuracy(net: torch.nn.Module, loader) -> dict[str, float]:
             "test_always_absent_accuracy": round(absent / max(total, 1), 4), "test_images": images}
 
 
-def train_attribute_classifier(dataset: str, out: str | Path, steps: int = 600, batch_size: int = 64,
-                               arch: str = "resnet18", lr: float = 1e-3, resolution: int | None = None,
+def train_attribute_classifier(dataset: str, out: str | Path, steps: int = 1000, batch_size: int = 64,
+                               arch: str = "cnn", lr: float = 2e-3, resolution: int | None = None,
                                seed: int = 0) -> dict[str, Any]:
     """Train on `dataset`'s train split, measure held-out accuracy on its test split, save `out` and a .json."""
-    L.seed_everything(seed, verbose=False)
-    kwargs = {"batch_size": batch_size} | ({"resolution": resolution} if resolution else {})
-    try:
-        dm = build_datamodule(dataset, **kwargs)
-    except KeyError as err:
-        raise UserError(str(err.args[0])) from None
+    dm = stage_datamodule(dataset, batch_size, resolution, seed)
     num = dm.num_attributes
     if num <= 0:
         raise UserError(f"dataset {dataset!r} has no attribute labels to train an attribute classifier on")
     module = AttributeModule(num, arch, lr)
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                        accelerator="auto", devices=1, num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(module, train_dataloaders=dm.loader("train", shuffle=True))
+    fit_stage(module, dm, steps)
     net = module.net.cpu().eval()
     result = {"dataset": dataset, "resolution": dm.resolution, "attributes": num, "steps": steps,
               "seed": seed, **attribute_accuracy(net, dm.loader("test", shuffle=False))}

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_modules.base import build_datamodule
 from xmgie.errors import UserError
+from xmgie.training.stage import fit_stage, stage_datamodule
 from xmgie.modules.identity import SmallIdentityCNN, save_identity_encoder
 
 LOSSES = ("softmax", "arcface")
@@ -83,19 +83,12 @@ def train_identity_encoder(dataset: str, out: str | Path, steps: int = 1000, bat
                            resolution: int | None = None, dim: int = 64, lr: float = 2e-3, loss: str = "softmax",
                            seed: int = 0) -> dict[str, Any]:
     """Train E_id on `dataset`'s train split, measure identification accuracy on its test split, save it."""
-    L.seed_everything(seed, verbose=False)
-    kwargs = {"batch_size": batch_size} | ({"resolution": resolution} if resolution else {})
-    try:
-        dm = build_datamodule(dataset, **kwargs)
-    except KeyError as err:
-        raise UserError(str(err.args[0])) from None
+    dm = stage_datamodule(dataset, batch_size, resolution, seed)
     num = getattr(dm, "num_identities", 0)
     if num <= 0:
         raise UserError(f"dataset {dataset!r} has no identity labels to train an identity encoder on")
     module = IdentityModule(num, dim, lr, loss)
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                        accelerator="auto", devices=1, num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(module, train_dataloaders=dm.loader("train", shuffle=True))
+    fit_stage(module, dm, steps)
     module.eval()
     correct = total = 0
     for batch in dm.loader("test", shuffle=False):

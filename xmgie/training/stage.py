@@ -1,0 +1,24 @@
+"""What the auxiliary training stages (identity encoder, attribute classifier) share: a seeded dataset and a
+plain Trainer run for a fixed number of steps, without logger or checkpoints (their result is one file)."""
+from __future__ import annotations
+
+import lightning as L
+
+from data_modules.base import EditDataModule, build_datamodule
+from xmgie.errors import UserError
+
+
+def stage_datamodule(dataset: str, batch_size: int, resolution: int | None, seed: int) -> EditDataModule:
+    """Seed everything, then the named dataset (an unknown name is a one-line error)."""
+    L.seed_everything(seed, verbose=False)
+    kwargs = {"batch_size": batch_size} | ({"resolution": resolution} if resolution else {})
+    try:
+        return build_datamodule(dataset, **kwargs)
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+
+
+def fit_stage(module: L.LightningModule, dm: EditDataModule, steps: int) -> None:
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        accelerator="auto", devices=1, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=dm.loader("train", shuffle=True))
