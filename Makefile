@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Trains into runs/$(DATASET)/$(NAME); run again after an interruption and it resumes from last.ckpt.
-# The IE module's frozen identity encoder is trained first when it does not exist yet.
-train: $(STAMP) $(IDENTITY)
+# When the run turns IE on (an ablation config or --model.modules.ie.enabled=true) its frozen identity
+# encoder is trained first if it does not exist yet; the default run (modules off) does not wait for it.
+NEEDS_IDENTITY := $(or $(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)))
+train: $(STAMP) $(if $(NEEDS_IDENTITY),$(IDENTITY))
 	$(XMGIE) fit --config experiments/train.yaml --data experiments/data/$(DATASET).yaml \
 		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) \
 		$(if $(wildcard $(RUN)/checkpoints/last.ckpt),--ckpt_path=$(RUN)/checkpoints/last.ckpt) $(ARGS)
@@ -42,12 +44,15 @@ train-identity: $(STAMP)
 train-attr: $(STAMP)
 	$(XMGIE) attributes train --dataset $(DATASET) --out $(ATTRIBUTES) $(ARGS)
 
-# Edits the test split and writes results/$(DATASET)/$(METHOD).json (IS/FID/LPIPS/SSIM/PSNR, AA and IPS when
-# the classifier / identity encoder exist). Missing backbones are reported as uncalibrated: `xmgie weights status`.
-evaluate: $(STAMP)
+# Edits the test split and writes results/$(DATASET)/$(METHOD).json: IS/FID/LPIPS/SSIM/PSNR, and AA and IPS with
+# the attribute classifier and E_id (each trained first if missing). Missing pretrained backbones are reported
+# as uncalibrated: `xmgie weights status`.
+evaluate: $(STAMP) $(IDENTITY) $(ATTRIBUTES)
 	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test --name $(METHOD) \
-		$(if $(wildcard $(IDENTITY)),--identity $(IDENTITY)) \
-		$(if $(wildcard $(ATTRIBUTES)),--attributes $(ATTRIBUTES)) $(ARGS)
+		--identity $(IDENTITY) --attributes $(ATTRIBUTES) $(ARGS)
+
+$(ATTRIBUTES): | $(STAMP)
+	$(XMGIE) attributes train --dataset $(DATASET) --out $@
 
 # Renders tables/table1.{md,csv,tex} from results/ (TABLE=table2 for the ablation).
 TABLE ?= table1

@@ -22,3 +22,24 @@ def test_make_train_resumes_from_last_checkpoint_when_present(tmp_path):
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO / "README.md").read_text()
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def _dry(*args: str) -> str:
+    proc = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_identity_encoder_is_trained_first_only_when_the_run_uses_ie():
+    # DATASET=nosuch: no runs/nosuch/identity/encoder.pt exists, so a run that needs it must train it first
+    assert "identity train" not in _dry("train", "DATASET=nosuch")
+    full = _dry("train", "DATASET=nosuch", "ARGS=--config experiments/ablation/full.yaml")
+    assert full.index("identity train") < full.index("xmgie fit")
+    assert "identity train" in _dry("train", "DATASET=nosuch", "ARGS=--model.modules.ie.enabled=true")
+
+
+def test_evaluate_trains_its_classifier_and_encoder_when_missing():
+    out = _dry("evaluate", "DATASET=nosuch")
+    assert out.index("attributes train") < out.index("xmgie evaluate")
+    assert out.index("identity train") < out.index("xmgie evaluate")
+    assert "--attributes runs/nosuch/attributes/classifier.pt" in out

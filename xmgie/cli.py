@@ -43,7 +43,8 @@ def _evaluate(args: argparse.Namespace) -> None:
                                  batch_size=args.batch_size, seed=args.seed, guidance_text=args.guidance_text,
                                  guidance_image=args.guidance_image, identity=args.identity,
                                  attributes=args.attributes, inception=not args.no_inception,
-                                 lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name)
+                                 lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name,
+                                 device=args.device)
     out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
     result["written_to"] = str(write_result(result, out))
     for metric in result["uncalibrated"]:
@@ -153,6 +154,7 @@ def _file_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     v.add_argument("--strict-weights", action="store_true",
                    help="a missing pretrained backbone is an error instead of an uncalibrated metric")
+    v.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
     v.add_argument("--out", help="output JSON path (overrides --name)")
     v.set_defaults(func=_evaluate)

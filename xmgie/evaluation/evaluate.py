@@ -79,7 +79,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
                         guidance_text: float | None = None, guidance_image: float | None = None,
                         identity: str | Path | None = None, attributes: str | Path | None = None,
                         inception: bool = True, lpips: bool = True, strict_weights: bool = False,
-                        method: str = "xmgie") -> dict[str, Any]:
+                        method: str = "xmgie", device: str | None = None) -> dict[str, Any]:
     """Edit `split` of `dataset` (default: the checkpoint's) and return the result record.
 
     1. Load the generator and the dataset; its `protocol` says what the edits are compared with.
@@ -87,9 +87,12 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
     3. Edit every batch with seed + batch number (caption protocol: with another image's caption) and stream
        the edits into the suite.
     4. Return metrics plus provenance.
+
+    `device`: where the generator and the backbones run (default: CUDA when available, else CPU).
     """
     start = time.perf_counter()
-    module = load_generator_module(ckpt)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    module = load_generator_module(ckpt, device)
     info = module.data_info
     dataset = dataset or info.get("dataset", "shapes")
     try:
@@ -98,7 +101,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         raise UserError(str(err.args[0])) from None
     suite = EditingMetrics(dm.protocol, inception=inception, lpips=lpips, strict=strict_weights, seed=seed,
                            attribute_classifier=attribute_backbone(attributes),
-                           identity_encoder=identity_backbone(identity, strict_weights, seed))
+                           identity_encoder=identity_backbone(identity, strict_weights, seed)).to(device)
     n = 0
     with torch.no_grad():
         for i, batch in enumerate(dm.loader(split, shuffle=False)):
@@ -110,6 +113,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
                 batch = _truncate(batch, limit - n)
             if dm.protocol == "captions":
                 batch = mismatch_captions(batch, seed + i)
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
                                guidance_image=guidance_image)
             suite.update(edit, batch)
@@ -125,7 +129,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
         "guidance_image": s.guidance_image if guidance_image is None else guidance_image,
         "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},
-        "wall_time_s": round(time.perf_counter() - start, 1),
+        "device": str(device), "wall_time_s": round(time.perf_counter() - start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
