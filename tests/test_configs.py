@@ -11,7 +11,9 @@ from data_modules.base import EditDataModule
 YAMLS = sorted((REPO / "experiments").rglob("*.yaml"))
 DATA_YAMLS = [p for p in YAMLS if p.parent.name == "data"]
 ABLATION_YAMLS = [p for p in YAMLS if p.parent.name == "ablation"]
-RUN_YAMLS = [p for p in YAMLS if p.parent.name not in ("data", "ablation")]
+TABLE_YAMLS = [p for p in YAMLS if p.parent.name == "tables"]  # table specs: parsed in tests/evaluation
+EVALUATION = REPO / "experiments" / "evaluation.yaml"             # an overlay: adds the evaluation callback
+RUN_YAMLS = [p for p in YAMLS if p.parent.name not in ("data", "ablation", "tables") and p != EVALUATION]
 TRAIN = REPO / "experiments" / "train.yaml"
 
 
@@ -43,3 +45,12 @@ def test_each_ablation_variant_switches_off_what_it_names(variant: Path, tmp_pat
         expected = [m for m in ("ie", "cam", "pfb", "gb") if m != variant.stem.removeprefix("wo_")]
     assert cli.model.modules_cfg.enabled == expected
     assert len(cli.model.generator.plugins) == len(expected)
+
+
+def test_evaluation_overlay_adds_the_suite_callback(tmp_path):
+    from xmgie.evaluation.callback import EvaluationCallback
+
+    cli = XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, run=False,
+                   args=["--config", str(TRAIN), "--config", str(EVALUATION), "--data", str(DATA_YAMLS[0]),
+                         f"--trainer.default_root_dir={tmp_path}"])
+    assert sum(isinstance(c, EvaluationCallback) for c in cli.trainer.callbacks) == 1
