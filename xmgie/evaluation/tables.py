@@ -132,7 +132,11 @@ def build_grid(spec: TableSpec, results: dict) -> tuple[list[str], list[list[Any
         head = ["Dataset", "Method"] + [header(c) for c in spec.columns]
         body = []
         for d in spec.datasets:
-            for (method, label), cells in zip(spec.methods, dataset_block(spec, d, results, spec.columns)):
+            block = dataset_block(spec, d, results, spec.columns)
+            if not any((d.name, m) in results for m, _ in spec.methods):  # nothing run here: one line says so
+                body.append([d.label, "every method", *block[0]])
+                continue
+            for (_, label), cells in zip(spec.methods, block):
                 body.append([d.label, label, *cells])
         return head, body
     head = ["Method"] + [f"{d.label}: {header(c)}" for d in spec.datasets for c in d.columns]
