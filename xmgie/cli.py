@@ -120,6 +120,8 @@ def _identity_train(args: argparse.Namespace) -> None:
 
 
 def _file_parser() -> argparse.ArgumentParser:
+    from xmgie.models.classifier import CLASSIFIERS
+
     p = argparse.ArgumentParser(
         prog="xmgie", description="xMGIE: instruction-guided image editing",
         epilog="training: xmgie fit|validate|test --config experiments/train.yaml --data experiments/data/shapes.yaml "
@@ -179,7 +181,7 @@ def _file_parser() -> argparse.ArgumentParser:
     at = asub.add_parser("train", help="train a multi-label classifier on a dataset's attributes; prints JSON")
     at.add_argument("--dataset", default="shapes")
     at.add_argument("--out", required=True, help="weights file to write (a .json summary is written beside it)")
-    at.add_argument("--arch", default="cnn", choices=("cnn", "resnet18"))
+    at.add_argument("--arch", default="cnn", choices=tuple(CLASSIFIERS))
     at.add_argument("--steps", type=int, default=1000)
     at.add_argument("--batch-size", type=int, default=64)
     at.add_argument("--lr", type=float, default=2e-3)

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from kornia.filters import gaussian_blur2d
 from scipy import ndimage
-from torch import nn
 
 from xmgie.models.plugin import EditCondition, EditPlugin
 
