@@ -15,7 +15,6 @@ A batch is a dict:
 from __future__ import annotations
 
 import abc
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -102,7 +101,7 @@ class SkipBadSamples(Dataset):
         except BadSample as err:
             warnings.warn(f"skipping sample {index}: {err}", stacklevel=2)
             return None
-        sample = dataclasses.replace(sample, index=index)
+        sample.index = index
         return self.transform(sample) if self.transform else sample
 
 

@@ -1,1 +1,1 @@
-"""Evaluation: metrics, and (with the evaluation issue) backbones, callbacks and tables."""
+"""Evaluation: the metric suite, its backbones and weights, `xmgie evaluate`, the training callback, tables."""

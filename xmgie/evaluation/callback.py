@@ -16,7 +16,10 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from xmgie.evaluation.evaluate import attribute_backbone, identity_backbone
-from xmgie.evaluation.metrics import EditingMetrics
+from xmgie.evaluation.metrics import EditingMetrics, EditQuality
+
+# the generator module logs these itself (val/psnr, val/psnr_gain, …): the callback adds the rest
+LOGGED_BY_MODULE = {*EditQuality.KEYS, "psnr_gain", "n_images"}
 
 
 class EvaluationCallback(L.Callback):
@@ -59,9 +62,8 @@ class EvaluationCallback(L.Callback):
     def _log(self, pl_module: L.LightningModule, prefix: str) -> dict[str, float]:
         values = self.suite.compute()  # synced over ranks: identical on each
         self.suite.reset()
-        pl_module.log_dict({f"{prefix}/{k}": float(v) for k, v in values.items()
-                            if k not in ("n_images", "psnr", "ssim", "psnr_source", "psnr_outside_mask",
-                                         "psnr_inside_mask", "psnr_gain")}, sync_dist=False)
+        pl_module.log_dict({f"{prefix}/{k}": float(v) for k, v in values.items() if k not in LOGGED_BY_MODULE},
+                           sync_dist=False)
         return values
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -75,10 +77,7 @@ class EvaluationCallback(L.Callback):
     @rank_zero_only
     def _write(self, trainer: L.Trainer, values: dict[str, float]) -> None:
         record = {"method": "xmgie", "dataset": getattr(trainer.datamodule, "name", None), "split": "test",
-                  "protocol": self.suite.protocol, "metrics": {k: round(v, 4) if isinstance(v, float) else v
-                                                               for k, v in values.items()},
-                  "backbones": self.suite.describe(), "uncalibrated": self.suite.uncalibrated,
-                  "n_images": values["n_images"], "seed": self.options["seed"], "global_step": trainer.global_step}
+                  **self.suite.record(values), "seed": self.options["seed"], "global_step": trainer.global_step}
         path = Path(trainer.default_root_dir) / "results" / f"test_step{trainer.global_step:06d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")

@@ -122,10 +122,8 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         raise UserError(f"the {split} split of {dataset!r} has no readable samples to evaluate")
     s = module.sampling_cfg
     return {
-        "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split, "protocol": dm.protocol,
-        "metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in suite.compute().items()},
-        "backbones": suite.describe(), "uncalibrated": suite.uncalibrated,
-        "n_images": n, "seed": seed, "steps": steps or s.steps,
+        "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split,
+        **suite.record(suite.compute()), "seed": seed, "steps": steps or s.steps,
         "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
         "guidance_image": s.guidance_image if guidance_image is None else guidance_image,
         "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},

@@ -35,6 +35,12 @@ def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return structural_similarity_index_measure(to_unit(x), to_unit(y), data_range=1.0, reduction="none")
 
 
+def attribute_agreement(logits: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+    """AA's unit: (B, A) logits and (B, A) {0, 1} target attributes -> (B, A) bool, True where the classifier's
+    decision (present when logit > 0) agrees with the target."""
+    return (logits > 0) == attributes.bool()
+
+
 def mean_and_cov(total: torch.Tensor, outer: torch.Tensor, n: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
     """Streamed sums -> mean (D,) and unbiased covariance (D, D): Σx (D,), Σxxᵀ (D, D), count n ≥ 2."""
     n = float(n)

@@ -22,8 +22,8 @@ from torchmetrics import Metric
 from xmgie.evaluation import backbones
 from xmgie.evaluation.backbones import Backbone
 from xmgie.evaluation.convert import to_lpips, to_signed, to_uint8
-from xmgie.evaluation.functional import (frechet_distance, inception_score, mean_and_cov, psnr_per_image,
-                                         ssim_per_image)
+from xmgie.evaluation.functional import (attribute_agreement, frechet_distance, inception_score, mean_and_cov,
+                                         psnr_per_image, ssim_per_image)
 
 # Direction of every reported metric: the table writer takes its arrows and bold from here.
 HIGHER_IS_BETTER: dict[str, bool] = {
@@ -173,8 +173,7 @@ class AttributeAccuracy(_SumMetric):
         """edit (B, 3, H, W) in [-1, 1]; attributes (B, A) in {0, 1}."""
         if attributes.numel() == 0:
             return
-        predicted = (self.classifier(to_signed(edit)) > 0).to(attributes.dtype)   # (B, A)
-        self._add("aa", (predicted == attributes).double())
+        self._add("aa", attribute_agreement(self.classifier(to_signed(edit)), attributes).double())
 
 
 class IdentityScore(_SumMetric):
@@ -262,6 +261,13 @@ class EditingMetrics(nn.Module):
     def reset(self) -> None:
         for metric in self.metrics.values():
             metric.reset()
+
+    def record(self, values: dict[str, float]) -> dict[str, Any]:
+        """The part of a result file the suite knows: protocol, computed values (4 decimals), each metric's
+        backbone, which of them are uncalibrated, image count."""
+        return {"protocol": self.protocol,
+                "metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()},
+                "backbones": self.describe(), "uncalibrated": self.uncalibrated, "n_images": values["n_images"]}
 
     def describe(self) -> dict[str, dict]:
         """metric name -> its backbone record (what the table footnote prints)."""

@@ -147,7 +147,7 @@ def build_grid(spec: TableSpec, results: dict) -> tuple[list[str], list[list[Any
 
 def footnote(spec: TableSpec, results: dict) -> list[str]:
     """Backbones per metric, seeds, sample counts, steps, the cell legend."""
-    used = [r for r in results.values()]
+    used = list(results.values())
     lines = []
     metrics = sorted({c for d in spec.datasets for c in d.columns}, key=list(HIGHER_IS_BETTER).index)
     for metric in metrics:

@@ -35,11 +35,10 @@ def build_attribute_classifier(arch: str, num_attributes: int) -> nn.Module:
     return CLASSIFIERS[arch](num_attributes)
 
 
-def save_attribute_classifier(net: nn.Module, path: str | Path, arch: str, **info) -> Path:
+def save_attribute_classifier(net: nn.Module, path: str | Path, arch: str, num_attributes: int, **info) -> Path:
     """Write {kind, arch, num_attributes, state_dict, **info} with torch.save."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    num_attributes = [p for p in net.parameters()][-1].shape[0]  # the last layer's bias: one per attribute
     torch.save({"kind": "attribute_classifier", "arch": arch, "num_attributes": num_attributes,
                 "state_dict": net.state_dict(), **info}, path)
     return path

@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from xmgie.errors import UserError
+from xmgie.evaluation.functional import attribute_agreement
 from xmgie.models.classifier import build_attribute_classifier, save_attribute_classifier
 from xmgie.training.stage import fit_stage, stage_datamodule
 
 
 class AttributeModule(L.LightningModule):
-    def __init__(self, num_attributes: int, arch: str = "resnet18", lr: float = 1e-3):
+    def __init__(self, num_attributes: int, arch: str = "cnn", lr: float = 2e-3):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_attribute_classifier(arch, num_attributes)
@@ -41,8 +42,7 @@ def attribute_accuracy(net: torch.nn.Module, loader) -> dict[str, float]:
     for batch in loader:
         if "target" not in batch:
             continue
-        predicted = (net(batch["target"]) > 0).float()
-        hits = predicted == batch["attributes"]                               # (B, A)
+        hits = attribute_agreement(net(batch["target"]), batch["attributes"])  # (B, A)
         agree, total = agree + int(hits.sum()), total + hits.numel()
         exact, images = exact + int(hits.all(1).sum()), images + hits.shape[0]
         absent += int((batch["attributes"] == 0).sum())
@@ -63,6 +63,6 @@ def train_attribute_classifier(dataset: str, out: str | Path, steps: int = 1000,
     net = module.net.cpu().eval()
     result = {"dataset": dataset, "resolution": dm.resolution, "attributes": num, "steps": steps,
               "seed": seed, **attribute_accuracy(net, dm.loader("test", shuffle=False))}
-    result["written_to"] = str(save_attribute_classifier(net, out, arch, **result))
+    result["written_to"] = str(save_attribute_classifier(net, out, arch, num, **result))
     Path(out).with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     return result
