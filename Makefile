@@ -13,6 +13,15 @@ IDENTITY := runs/$(DATASET)/identity/encoder.pt
 ATTRIBUTES := runs/$(DATASET)/attributes/classifier.pt
 METHOD ?= xmgie
 ARGS ?=
+# where a dataset on disk lives (default: experiments/data/$(DATASET).yaml's root, data/$(DATASET))
+DATA_ROOT ?=
+DATA_ARG := $(if $(DATA_ROOT),--data.init_args.root=$(DATA_ROOT))
+STAGE_ROOT := $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+# datasets without identity labels / attribute annotations: evaluation skips IPS / AA for them
+NO_IDENTITY := coco triplets
+NO_ATTRIBUTES := flowers coco cars triplets
+EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
+EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
 .PHONY: setup train train-identity train-attr evaluate table test bench bench-metrics preview clean
 
@@ -29,30 +38,30 @@ setup: $(STAMP)
 # encoder is trained first if it does not exist yet; the default run (modules off) does not wait for it.
 NEEDS_IDENTITY := $(or $(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)))
 train: $(STAMP) $(if $(NEEDS_IDENTITY),$(IDENTITY))
-	$(XMGIE) fit --config experiments/train.yaml --data experiments/data/$(DATASET).yaml \
+	$(XMGIE) fit --config experiments/train.yaml --data experiments/data/$(DATASET).yaml $(DATA_ARG) \
 		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) \
 		$(if $(wildcard $(RUN)/checkpoints/last.ckpt),--ckpt_path=$(RUN)/checkpoints/last.ckpt) $(ARGS)
 
 $(IDENTITY): | $(STAMP)
-	$(XMGIE) identity train --dataset $(DATASET) --out $@
+	$(XMGIE) identity train --dataset $(DATASET) $(STAGE_ROOT) --out $@
 
 # Retrains the identity encoder E_id (writes $(IDENTITY) and a .json with its held-out accuracy).
 train-identity: $(STAMP)
-	$(XMGIE) identity train --dataset $(DATASET) --out $(IDENTITY) $(ARGS)
+	$(XMGIE) identity train --dataset $(DATASET) $(STAGE_ROOT) --out $(IDENTITY) $(ARGS)
 
 # The attribute classifier behind AA (writes $(ATTRIBUTES) and a .json with its held-out accuracy).
 train-attr: $(STAMP)
-	$(XMGIE) attributes train --dataset $(DATASET) --out $(ATTRIBUTES) $(ARGS)
+	$(XMGIE) attributes train --dataset $(DATASET) $(STAGE_ROOT) --out $(ATTRIBUTES) $(ARGS)
 
 # Edits the test split and writes results/$(DATASET)/$(METHOD).json: IS/FID/LPIPS/SSIM/PSNR, and AA and IPS with
 # the attribute classifier and E_id (each trained first if missing). Missing pretrained backbones are reported
 # as uncalibrated: `xmgie weights status`.
-evaluate: $(STAMP) $(IDENTITY) $(ATTRIBUTES)
-	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test --name $(METHOD) \
-		--identity $(IDENTITY) --attributes $(ATTRIBUTES) $(ARGS)
+evaluate: $(STAMP) $(EVAL_IDENTITY) $(EVAL_ATTRIBUTES)
+	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test --name $(METHOD) $(STAGE_ROOT) \
+		$(if $(EVAL_IDENTITY),--identity $(EVAL_IDENTITY)) $(if $(EVAL_ATTRIBUTES),--attributes $(EVAL_ATTRIBUTES)) $(ARGS)
 
 $(ATTRIBUTES): | $(STAMP)
-	$(XMGIE) attributes train --dataset $(DATASET) --out $@
+	$(XMGIE) attributes train --dataset $(DATASET) $(STAGE_ROOT) --out $@
 
 # Renders tables/table1.{md,csv,tex} from results/ (TABLE=table2 for the ablation).
 TABLE ?= table1
@@ -69,7 +78,7 @@ bench-metrics: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py $(ARGS)
 
 preview: $(STAMP)
-	$(XMGIE) data preview --dataset $(DATASET) --out $(RUN)/data_preview.png
+	$(XMGIE) data preview --dataset $(DATASET) $(if $(DATA_ROOT),--root $(DATA_ROOT)) --out $(RUN)/data_preview.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,11 +11,12 @@ A batch is a dict:
     identity    (B,) int64                         identity label, -1 when unknown
     index       (B,) int64                         position of each sample in its split (seeds, IS splits)
     n_skipped   int                                samples of this batch dropped as unreadable
+    skipped     list[str]                          why each was dropped (file and error)
 """
 from __future__ import annotations
 
 import abc
-import warnings
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -53,11 +54,19 @@ class BadSample(Exception):
     """Raised by a dataset for an input that cannot be used (unreadable or truncated image)."""
 
 
-def collate(samples: Sequence[EditSample | None]) -> dict[str, Any]:
-    """Stack samples into a batch dict; `None` entries (skipped bad inputs) are dropped and counted."""
-    good = [s for s in samples if s is not None]
+@dataclass
+class Skipped:
+    """Stands in for a sample that could not be read; `collate` drops and counts it."""
+
+    reason: str
+
+
+def collate(samples: Sequence[EditSample | Skipped | None]) -> dict[str, Any]:
+    """Stack samples into a batch dict; skipped bad inputs are dropped, counted and their reasons kept."""
+    good = [s for s in samples if isinstance(s, EditSample)]
+    reasons = [s.reason if isinstance(s, Skipped) else "unreadable" for s in samples if not isinstance(s, EditSample)]
     if not good:
-        return {"n_skipped": len(samples)}
+        return {"n_skipped": len(samples), "skipped": reasons}
     return {
         "source": torch.stack([s.source for s in good]),          # (B, 3, H, W)
         "target": torch.stack([s.target for s in good]),          # (B, 3, H, W)
@@ -68,6 +77,7 @@ def collate(samples: Sequence[EditSample | None]) -> dict[str, Any]:
         "identity": torch.tensor([s.identity for s in good], dtype=torch.long),  # (B,)
         "index": torch.tensor([s.index for s in good], dtype=torch.long),        # (B,)
         "n_skipped": len(samples) - len(good),
+        "skipped": reasons,
     }
 
 
@@ -86,7 +96,8 @@ def resize_sample(sample: EditSample, resolution: int) -> EditSample:
 
 
 class SkipBadSamples(Dataset):
-    """Wraps a dataset: a `BadSample` becomes `None` (dropped and counted by `collate`) instead of a crash."""
+    """Wraps a dataset: a `BadSample` becomes `Skipped` (dropped and counted by `collate`, reported once per
+    epoch by the consumer) instead of a crash."""
 
     def __init__(self, dataset: Dataset, transform: Callable[[EditSample], EditSample] | None = None):
         self.dataset = dataset
@@ -95,12 +106,11 @@ class SkipBadSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> EditSample | None:
+    def __getitem__(self, index: int) -> EditSample | Skipped:
         try:
             sample = self.dataset[index]
         except BadSample as err:
-            warnings.warn(f"skipping sample {index}: {err}", stacklevel=2)
-            return None
+            return Skipped(str(err))
         sample.index = index
         return self.transform(sample) if self.transform else sample
 
@@ -134,7 +144,9 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
     # -- subclass API -------------------------------------------------------------------------
     @abc.abstractmethod
     def make_split(self, split: str) -> Dataset:
-        """Return the raw dataset of `split` (one of SPLITS); items are EditSample or raise BadSample."""
+        """Return the raw dataset of `split` (one of SPLITS); items are EditSample or raise BadSample.
+
+        Caption-protocol datasets also accept `paired=True`: each image with the text of another (§7)."""
 
     @property
     def num_attributes(self) -> int:
@@ -145,17 +157,28 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
         """Identity labels are 0..num_identities-1 (0: the dataset has none)."""
         return 0
 
+    def split_identities(self, split: str) -> torch.Tensor | None:
+        """(K,) the identity labels that occur in `split`; None when every identity can occur in every split."""
+        return None
+
     # -- Lightning hooks ----------------------------------------------------------------------
-    def dataset(self, split: str) -> Dataset:
+    def dataset(self, split: str, paired: bool = False) -> Dataset:
+        """`paired`: the caption protocol's test pairs (each image with another image's caption and attributes)."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        if split not in self._splits:
-            self._splits[split] = SkipBadSamples(self.make_split(split), lambda s: resize_sample(s, self.resolution))
-        return self._splits[split]
+        key = f"{split}:paired" if paired else split
+        if key not in self._splits:
+            raw = self.make_split(split, paired=True) if paired else self.make_split(split)
+            self._splits[key] = SkipBadSamples(raw, self._resize)
+        return self._splits[key]
 
-    def loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=shuffle)
+    def _resize(self, sample: EditSample) -> EditSample:
+        return resize_sample(sample, self.resolution)
+
+    def loader(self, split: str, shuffle: bool, paired: bool = False) -> DataLoader:
+        return DataLoader(self.dataset(split, paired), batch_size=self.batch_size, shuffle=shuffle,
+                          collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          drop_last=shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", shuffle=True)
@@ -164,7 +187,8 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
         return self.loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader("test", shuffle=False)
+        """The evaluation protocol: caption datasets edit each test image with another image's text (§7)."""
+        return self.loader("test", shuffle=False, paired=self.protocol == "captions")
 
 
 DATASETS: dict[str, type[EditDataModule]] = {}
@@ -176,10 +200,15 @@ def register(cls: type[EditDataModule]) -> type[EditDataModule]:
     return cls
 
 
-def build_datamodule(name: str, **kwargs: Any) -> EditDataModule:
-    """Instantiate the dataset registered as `name`; an unknown name is a one-line error."""
+def build_datamodule(name: str, root: str | None = None, **kwargs: Any) -> EditDataModule:
+    """Instantiate the dataset registered as `name` (reading it from `root` when it is on disk); an unknown name
+    is a one-line error."""
     import data_modules  # noqa: F401  (registers every dataset)
 
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+    if root is not None:
+        if "root" not in inspect.signature(DATASETS[name].__init__).parameters:
+            raise KeyError(f"dataset {name!r} is generated, not read from disk: it takes no root")
+        kwargs["root"] = root
     return DATASETS[name](**kwargs)

@@ -5,7 +5,8 @@
     xmgie evaluate --ckpt C [--dataset D] [--split test]     results/<dataset>/<method>.json
     xmgie table --spec experiments/tables/table1.yaml           tables/table1.{md,csv,tex}
     xmgie weights status|fetch|verify [NAME ...]                 the pretrained backbones
-    xmgie data preview --dataset shapes --out grid.png
+    xmgie data preview --dataset shapes [--root R] --out grid.png
+    xmgie data fixture --dataset cub --root cub-fixture            a miniature tree in the official layout
     xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
     xmgie attributes train --dataset shapes --out runs/shapes/attributes/classifier.pt
 """
@@ -44,7 +45,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                                  guidance_image=args.guidance_image, identity=args.identity,
                                  attributes=args.attributes, inception=not args.no_inception,
                                  lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name,
-                                 device=args.device)
+                                 device=args.device, data_root=args.data_root)
     out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
     result["written_to"] = str(write_result(result, out))
     for metric in result["uncalibrated"]:
@@ -91,19 +92,25 @@ def _attributes_train(args: argparse.Namespace) -> None:
 
     print(json.dumps(train_attribute_classifier(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
                                                 arch=args.arch, lr=args.lr, resolution=args.resolution,
-                                                seed=args.seed)))
+                                                seed=args.seed, root=args.data_root)))
 
 
 def _data_preview(args: argparse.Namespace) -> None:
     from data_modules.base import build_datamodule
     from xmgie.visualize import save_grid
 
+    from data_modules.base import EditSample
+
     try:
-        dm = build_datamodule(args.dataset, resolution=args.resolution)
+        dm = build_datamodule(args.dataset, root=args.root, resolution=args.resolution)
     except KeyError as err:
         raise UserError(str(err.args[0])) from None
-    ds = dm.dataset(args.split)
-    samples = [s for s in (ds[i] for i in range(min(args.n, len(ds)))) if s is not None]
+    ds = dm.dataset(args.split, paired=args.paired)
+    items = [ds[i] for i in range(min(args.n, len(ds)))]
+    samples = [s for s in items if isinstance(s, EditSample)]
+    for s in items:
+        if not isinstance(s, EditSample):
+            print(f"skipped: {s.reason}", file=sys.stderr)
     rows = [[s.source, s.mask, s.target] for s in samples]
     path = save_grid(rows, args.out, captions=[f"P: {s.prompt}" for s in samples], header=["source", "mask", "target"])
     for s in samples:
@@ -111,15 +118,25 @@ def _data_preview(args: argparse.Namespace) -> None:
     print(path)
 
 
+def _data_fixture(args: argparse.Namespace) -> None:
+    from data_modules.fixtures import write_fixture
+
+    root = args.root or f"{args.dataset}-fixture"
+    if Path(root).exists() and any(Path(root).iterdir()):
+        raise UserError(f"{root} exists and is not empty: choose another --root")
+    print(write_fixture(args.dataset, root, n_images=args.n))
+
+
 def _identity_train(args: argparse.Namespace) -> None:
     from xmgie.training.identity_module import train_identity_encoder
 
     print(json.dumps(train_identity_encoder(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
                                             resolution=args.resolution, dim=args.dim, loss=args.loss,
-                                            seed=args.seed)))
+                                            seed=args.seed, root=args.data_root)))
 
 
 def _file_parser() -> argparse.ArgumentParser:
+    from data_modules.fixtures import WRITERS
     from xmgie.models.classifier import CLASSIFIERS
 
     p = argparse.ArgumentParser(
@@ -157,6 +174,7 @@ def _file_parser() -> argparse.ArgumentParser:
     v.add_argument("--strict-weights", action="store_true",
                    help="a missing pretrained backbone is an error instead of an uncalibrated metric")
     v.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    v.add_argument("--data-root", help="where the dataset lives (default: the root the checkpoint was trained on)")
     v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
     v.add_argument("--out", help="output JSON path (overrides --name)")
     v.set_defaults(func=_evaluate)
@@ -180,6 +198,7 @@ def _file_parser() -> argparse.ArgumentParser:
     asub = a.add_subparsers(dest="attributes_command", required=True)
     at = asub.add_parser("train", help="train a multi-label classifier on a dataset's attributes; prints JSON")
     at.add_argument("--dataset", default="shapes")
+    at.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
     at.add_argument("--out", required=True, help="weights file to write (a .json summary is written beside it)")
     at.add_argument("--arch", default="cnn", choices=tuple(CLASSIFIERS))
     at.add_argument("--steps", type=int, default=1000)
@@ -193,16 +212,24 @@ def _file_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     pv = dsub.add_parser("preview", help="write a grid of source | mask | target with the prompts")
     pv.add_argument("--dataset", default="shapes")
+    pv.add_argument("--root", help="where a dataset on disk lives (default data/<dataset>)")
     pv.add_argument("--split", default="train", choices=("train", "val", "test"))
+    pv.add_argument("--paired", action="store_true", help="caption datasets: the test protocol's pairs")
     pv.add_argument("--n", type=int, default=8)
     pv.add_argument("--resolution", type=int, default=64)
     pv.add_argument("--out", default="grid.png")
     pv.set_defaults(func=_data_preview)
+    fx = dsub.add_parser("fixture", help="write a miniature tree of a dataset in its official layout")
+    fx.add_argument("--dataset", required=True, choices=tuple(WRITERS))
+    fx.add_argument("--root", help="folder to create (default <dataset>-fixture)")
+    fx.add_argument("--n", type=int, default=12, help="images (at least 6)")
+    fx.set_defaults(func=_data_fixture)
 
     i = sub.add_parser("identity", help="the identity encoder E_id of the IE module")
     isub = i.add_subparsers(dest="identity_command", required=True)
     it = isub.add_parser("train", help="train the small E_id CNN on a dataset's identity labels; prints JSON")
     it.add_argument("--dataset", default="shapes")
+    it.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
     it.add_argument("--out", required=True, help="weights file to write (a .json summary is written beside it)")
     it.add_argument("--steps", type=int, default=1000)
     it.add_argument("--batch-size", type=int, default=32)

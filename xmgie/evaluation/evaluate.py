@@ -7,6 +7,7 @@ checkpoint's sha256 and the wall time. Tables are rendered only from these files
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,21 +56,6 @@ def attribute_backbone(path: str | Path | None) -> tuple[nn.Module, Backbone] | 
     return net, Backbone(record.name, True, record.sha256, source)
 
 
-def mismatch_captions(batch: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Caption protocol: each image is edited with the text (and gets the attributes) of another image of the
-    batch — a seeded cyclic shift by 1..B-1, so no image keeps its own caption (B ≥ 2)."""
-    B = len(batch["prompt"])
-    if B < 2:
-        return batch
-    shift = 1 + int(torch.randint(B - 1, (1,), generator=torch.Generator().manual_seed(seed)))
-    order = [(i + shift) % B for i in range(B)]
-    out = dict(batch)
-    for key in ("prompt", "instruction"):
-        out[key] = [batch[key][j] for j in order]
-    out["attributes"] = batch["attributes"][order]
-    return out
-
-
 def _truncate(batch: dict[str, Any], keep: int) -> dict[str, Any]:
     return {k: v[:keep] if isinstance(v, (list, torch.Tensor)) else v for k, v in batch.items()}
 
@@ -79,40 +65,42 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
                         guidance_text: float | None = None, guidance_image: float | None = None,
                         identity: str | Path | None = None, attributes: str | Path | None = None,
                         inception: bool = True, lpips: bool = True, strict_weights: bool = False,
-                        method: str = "xmgie", device: str | None = None) -> dict[str, Any]:
+                        method: str = "xmgie", device: str | None = None,
+                        data_root: str | None = None) -> dict[str, Any]:
     """Edit `split` of `dataset` (default: the checkpoint's) and return the result record.
 
     1. Load the generator and the dataset; its `protocol` says what the edits are compared with.
     2. Build the suite (backbones from the weights folder, or uncalibrated; `strict_weights`: error instead).
-    3. Edit every batch with seed + batch number (caption protocol: with another image's caption) and stream
-       the edits into the suite.
+    3. Edit every batch with seed + batch number (caption protocol: each image with another test image's caption,
+       the dataset's seeded pairing) and stream the edits into the suite.
     4. Return metrics plus provenance.
 
     `device`: where the generator and the backbones run (default: CUDA when available, else CPU).
+    `data_root`: where a dataset on disk lives (default: the root the checkpoint was trained from).
     """
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     module = load_generator_module(ckpt, device)
     info = module.data_info
     dataset = dataset or info.get("dataset", "shapes")
+    root = data_root or (info.get("root") if dataset == info.get("dataset") else None)
     try:
-        dm = build_datamodule(dataset, resolution=int(info.get("resolution", 32)), batch_size=batch_size)
+        dm = build_datamodule(dataset, root=root, resolution=int(info.get("resolution", 32)), batch_size=batch_size)
     except KeyError as err:
         raise UserError(str(err.args[0])) from None
     suite = EditingMetrics(dm.protocol, inception=inception, lpips=lpips, strict=strict_weights, seed=seed,
                            attribute_classifier=attribute_backbone(attributes),
                            identity_encoder=identity_backbone(identity, strict_weights, seed)).to(device)
-    n = 0
+    n, skipped = 0, []
     with torch.no_grad():
-        for i, batch in enumerate(dm.loader(split, shuffle=False)):
+        for i, batch in enumerate(dm.loader(split, shuffle=False, paired=dm.protocol == "captions")):
+            skipped += batch.get("skipped", [])
             if "source" not in batch:
                 continue
             if limit is not None:
                 if n >= limit:
                     break
                 batch = _truncate(batch, limit - n)
-            if dm.protocol == "captions":
-                batch = mismatch_captions(batch, seed + i)
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
                                guidance_image=guidance_image)
@@ -120,6 +108,8 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
             n += edit.shape[0]
     if n == 0:
         raise UserError(f"the {split} split of {dataset!r} has no readable samples to evaluate")
+    if skipped:
+        print(f"warning: {len(skipped)} unreadable samples were skipped (first: {skipped[0]})", file=sys.stderr)
     s = module.sampling_cfg
     return {
         "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split,
@@ -127,7 +117,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
         "guidance_image": s.guidance_image if guidance_image is None else guidance_image,
         "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},
-        "device": str(device), "wall_time_s": round(time.perf_counter() - start, 1),
+        "n_skipped": len(skipped), "device": str(device), "wall_time_s": round(time.perf_counter() - start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -52,9 +52,9 @@ def attribute_accuracy(net: torch.nn.Module, loader) -> dict[str, float]:
 
 def train_attribute_classifier(dataset: str, out: str | Path, steps: int = 1000, batch_size: int = 64,
                                arch: str = "cnn", lr: float = 2e-3, resolution: int | None = None,
-                               seed: int = 0) -> dict[str, Any]:
+                               seed: int = 0, root: str | None = None) -> dict[str, Any]:
     """Train on `dataset`'s train split, measure held-out accuracy on its test split, save `out` and a .json."""
-    dm = stage_datamodule(dataset, batch_size, resolution, seed)
+    dm = stage_datamodule(dataset, batch_size, resolution, seed, root)
     num = dm.num_attributes
     if num <= 0:
         raise UserError(f"dataset {dataset!r} has no attribute labels to train an attribute classifier on")

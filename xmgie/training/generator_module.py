@@ -77,7 +77,7 @@ class XMGIEModule(L.LightningModule):
         self.val_quality = EditQuality()
         self.data_info: dict[str, Any] = {}
         self.val_examples: dict[str, Any] | None = None  # first validation batch, for the sample grid
-        self.skipped = 0  # unreadable training samples this epoch
+        self.skipped: list[str] = []  # why each unreadable sample of this epoch was dropped
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -86,11 +86,24 @@ class XMGIEModule(L.LightningModule):
             return
         hide = getattr(dm, "hide_masked_source", False)
         if hide != self.gen_cfg.hide_masked_source:
-            raise ValueError(f"dataset {dm.name!r} has hide_masked_source={hide} but the generator was built with "
-                             f"{self.gen_cfg.hide_masked_source}: set --model.generator.hide_masked_source={hide}")
+            self.adopt_hide_masked_source(hide, dm.name)
         self.data_info = {"dataset": dm.name, "resolution": dm.resolution, "hide_masked_source": hide}
+        if getattr(dm, "root", None) is not None:
+            self.data_info["root"] = str(dm.root)
         if stage == "fit" and self.modules_cfg.ie.enabled:
             self.load_identity_encoder(self.modules_cfg.ie.weights)
+
+    def adopt_hide_masked_source(self, hide: bool, dataset: str) -> None:
+        """Follow the dataset's `hide_masked_source` (caption datasets hide the masked object). With the mask
+        channel on, the U-Net's inputs are the same either way, so only the flag changes (it is saved with the
+        hyperparameters); without it the architecture would differ and the user has to choose."""
+        if not self.gen_cfg.mask_channel:
+            raise UserError(f"dataset {dataset!r} has hide_masked_source={hide} but the generator was built with "
+                            f"{self.gen_cfg.hide_masked_source} and no mask channel: set "
+                            f"--model.generator.hide_masked_source={str(hide).lower()}")
+        for cfg in {id(c): c for c in (self.gen_cfg, self.generator.cfg, getattr(self.ema, "cfg", None)) if c}.values():
+            cfg.hide_masked_source = hide
+        self.hparams["generator"]["hide_masked_source"] = hide
 
     def load_identity_encoder(self, weights: str | None) -> None:
         """E_id is frozen: its weights come from its own training stage (then they travel in checkpoints)."""
@@ -143,8 +156,8 @@ class XMGIEModule(L.LightningModule):
                 "cond": cond}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.skipped += batch.get("skipped", [])
         if "source" not in batch:  # every sample of the batch was unreadable
-            self.skipped += batch.get("n_skipped", 0)
             return
         opt_g, opt_d = self.optimizers()
         lc, oc = self.loss_cfg, self.optim_cfg
@@ -188,12 +201,12 @@ class XMGIEModule(L.LightningModule):
             ema_update(self.ema, self.generator, oc.ema_decay, self.global_step)
         self.log("train/loss", g_loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in terms.items()})
-        self.skipped += batch.get("n_skipped", 0)
 
     def on_train_epoch_end(self) -> None:
         if self.skipped:  # reported once per epoch, not per sample
-            rank_zero_warn(f"{self.skipped} unreadable samples were skipped this epoch")
-            self.skipped = 0
+            rank_zero_warn(f"{len(self.skipped)} unreadable samples were skipped this epoch "
+                           f"(first: {self.skipped[0]})")
+            self.skipped = []
 
     # -- validation / test: DDIM edits with the EMA weights --------------------------------------
     def edit(self, batch: dict[str, Any], steps: int | None = None, seed: int | None = 0,

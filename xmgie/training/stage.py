@@ -8,12 +8,14 @@ from data_modules.base import EditDataModule, build_datamodule
 from xmgie.errors import UserError
 
 
-def stage_datamodule(dataset: str, batch_size: int, resolution: int | None, seed: int) -> EditDataModule:
-    """Seed everything, then the named dataset (an unknown name is a one-line error)."""
+def stage_datamodule(dataset: str, batch_size: int, resolution: int | None, seed: int,
+                     root: str | None = None) -> EditDataModule:
+    """Seed everything, then the named dataset, read from `root` when it is on disk (an unknown name is a
+    one-line error)."""
     L.seed_everything(seed, verbose=False)
     kwargs = {"batch_size": batch_size} | ({"resolution": resolution} if resolution else {})
     try:
-        return build_datamodule(dataset, **kwargs)
+        return build_datamodule(dataset, root=root, **kwargs)
     except KeyError as err:
         raise UserError(str(err.args[0])) from None
 
