@@ -7,6 +7,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # An empty weights folder: a user's downloaded backbones never change what the tests see.
 os.environ["XMGIE_WEIGHTS"] = tempfile.mkdtemp(prefix="xmgie-weights-")
+# Dataset index caches of the tests stay out of the user's cache folder.
+os.environ["XMGIE_CACHE"] = tempfile.mkdtemp(prefix="xmgie-cache-")
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "smoke.yaml"
 

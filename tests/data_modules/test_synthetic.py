@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules.base import BadSample, EditSample, SkipBadSamples, collate, resize_sample
+from data_modules.base import BadSample, EditSample, SkipBadSamples, Skipped, collate, resize_sample
 from data_modules.synthetic import (ATTRIBUTE_NAMES, EDITS, NUM_IDENTITIES, SPLIT_OFFSETS, Obj, ShapesDataModule,
                                     apply_edit, identity_texture, make_sample, random_scene, render, shape_mask)
 
@@ -73,11 +73,12 @@ def test_splits_are_disjoint_seed_ranges():
 
 def test_collate_batches_and_counts_skipped():
     samples = [make_sample(i, 16) for i in range(3)]
-    batch = collate([samples[0], None, samples[1], samples[2]])
+    batch = collate([samples[0], Skipped("a.jpg: truncated"), samples[1], samples[2]])
     assert batch["source"].shape == (3, 3, 16, 16) and batch["mask"].shape == (3, 1, 16, 16)
     assert batch["identity"].dtype == torch.long and batch["n_skipped"] == 1
+    assert batch["skipped"] == ["a.jpg: truncated"]
     assert batch["prompt"] == [s.prompt for s in samples]
-    assert collate([None, None]) == {"n_skipped": 2}
+    assert collate([Skipped("x"), Skipped("y")]) == {"n_skipped": 2, "skipped": ["x", "y"]}
 
 
 def test_bad_samples_are_skipped_not_fatal():
@@ -91,9 +92,9 @@ def test_bad_samples_are_skipped_not_fatal():
             return make_sample(i, 16)
 
     ds = SkipBadSamples(Flaky())
-    with pytest.warns(UserWarning, match="truncated"):
-        items = [ds[i] for i in range(4)]
-    assert items[2] is None and collate(items)["n_skipped"] == 1
+    items = [ds[i] for i in range(4)]  # no warning per sample: the consumer reports once per epoch
+    assert isinstance(items[2], Skipped) and collate(items)["n_skipped"] == 1
+    assert collate(items)["skipped"] == ["truncated image"]
 
 
 def test_resize_keeps_mask_binary_and_aligned():

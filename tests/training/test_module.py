@@ -85,7 +85,7 @@ def test_training_step_counting_artifacts_and_reproducibility(tmp_path):
     ckpt = torch.load(a / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4  # generator updates = batches; D steps are not counted
     assert ckpt["xmgie"] == {"kind": "xmgie-generator", "dataset": "shapes", "resolution": 16,
-                             "hide_masked_source": False}
+                             "hide_masked_source": False}  # a generated dataset: no root
     assert (a / "checkpoints" / "best.ckpt").is_file() and (a / "metrics.json").is_file()
     assert sorted(p.name for p in (a / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
     la, lb = _losses(a), _losses(b)
