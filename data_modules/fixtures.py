@@ -39,8 +39,9 @@ def _box(rng: np.random.Generator, size: tuple[int, int]) -> tuple[int, int, int
     return int(rng.integers(0, W - w)), int(rng.integers(0, H - h)), w, h
 
 
-def _size(rng: np.random.Generator, lo: int = 80, hi: int = 140) -> tuple[int, int]:
-    return int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
+def _size(rng: np.random.Generator, scale: int = 1) -> tuple[int, int]:
+    """A random image size, 80–140 px a side times `scale` (scale 4: about CUB's and COCO's 500×375)."""
+    return int(rng.integers(80, 140)) * scale, int(rng.integers(80, 140)) * scale
 
 
 def _ellipse(size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
@@ -93,13 +94,13 @@ def cub_attribute_names() -> list[str]:
     return names
 
 
-def write_cub(root: Path, n_images: int, rng: np.random.Generator) -> None:
+def write_cub(root: Path, n_images: int, rng: np.random.Generator, scale: int = 1) -> None:
     base = root / "CUB_200_2011"
     lines: dict[str, list[str]] = {k: [] for k in ("images", "labels", "split", "boxes", "attrs")}
     for i in range(1, n_images + 1):
         cls = CUB_CLASSES[(i - 1) % len(CUB_CLASSES)]
         rel = f"{cls}/{cls.split('.')[1]}_{i:04d}_{100 + i}.jpg"
-        size = _size(rng)
+        size = _size(rng, scale)
         box = _box(rng, size)
         obj = _ellipse(size, box)
         _save_jpeg(_paint(_background(rng, size), obj, OBJECT_COLOUR), base / "images" / rel)
@@ -127,10 +128,10 @@ def write_cub(root: Path, n_images: int, rng: np.random.Generator) -> None:
 
 
 # -- Oxford-102 Flowers ------------------------------------------------------------------------------------
-def write_flowers(root: Path, n_images: int, rng: np.random.Generator) -> None:
+def write_flowers(root: Path, n_images: int, rng: np.random.Generator, scale: int = 1) -> None:
     labels = np.array([1 + (i % 3) for i in range(n_images)], dtype=np.uint8)  # classes 1..3
     for i in range(1, n_images + 1):
-        size = _size(rng)
+        size = _size(rng, scale)
         obj = _ellipse(size, _box(rng, size))
         img = _paint(_background(rng, size), obj, OBJECT_COLOUR)
         _save_jpeg(img, root / "jpg" / f"image_{i:05d}.jpg")
@@ -158,12 +159,12 @@ def _rle_counts(mask: np.ndarray) -> list[int]:
     return ([0] + runs) if flat[0] else runs
 
 
-def write_coco(root: Path, n_images: int, rng: np.random.Generator) -> None:
+def write_coco(root: Path, n_images: int, rng: np.random.Generator, scale: int = 1) -> None:
     image_id = 1
     for part, count in (("train2017", n_images - n_images // 3), ("val2017", n_images // 3)):
         images, instances, captions = [], [], []
         for _ in range(count):
-            size = _size(rng)
+            size = _size(rng, scale)
             W, H = size
             x, y, w, h = _box(rng, size)
             name = f"{image_id:012d}.jpg"
@@ -208,9 +209,9 @@ CELEBA_ATTRIBUTES = (
     "Wearing_Necklace Wearing_Necktie Young").split()
 
 
-def write_celebahq(root: Path, n_images: int, rng: np.random.Generator) -> None:
+def write_celebahq(root: Path, n_images: int, rng: np.random.Generator, scale: int = 1) -> None:
     base = root / "CelebAMask-HQ"
-    side, mask_side = 128, 64  # the real files: 1024² images, 512² part masks
+    side, mask_side = 128 * scale, 64 * scale  # the real files: 1024² images, 512² part masks
     attr_lines, map_lines, id_lines, part_lines = [], ["idx orig_idx orig_file"], [], []
     for i in range(n_images):
         img = _background(rng, (side, side))
@@ -256,12 +257,12 @@ def _car_struct(rows: list[dict]) -> np.ndarray:
     return out
 
 
-def write_cars(root: Path, n_images: int, rng: np.random.Generator, nested: bool = False) -> None:
+def write_cars(root: Path, n_images: int, rng: np.random.Generator, scale: int = 1, nested: bool = False) -> None:
     for split, count in (("train", n_images - n_images // 3), ("test", n_images // 3)):
         folder = root / f"cars_{split}" / (f"cars_{split}" if nested else "")
         rows = []
         for k in range(1, count + 1):
-            size = _size(rng)
+            size = _size(rng, scale)
             x, y, w, h = _box(rng, size)
             obj = _rect(size, (x, y, w, h))  # the car fills its box: the mask is the box
             name = f"{k:05d}.jpg"
@@ -288,7 +289,7 @@ def _split_keys(n: int, name: Callable[[int], str], test_fraction: float = 0.1) 
     return test[:want_test] + train[: n - want_test]
 
 
-def write_deepfashion(root: Path, n_images: int, rng: np.random.Generator) -> None:
+def write_deepfashion(root: Path, n_images: int, rng: np.random.Generator, scale: int = 1) -> None:
     items = _split_keys(max(2, n_images // 2), lambda k: f"id_{k:08d}")
     captions, shape_lines, fabric_lines, pattern_lines = {}, [], [], []
     palette = [0, 0, 0] * 256
@@ -296,12 +297,13 @@ def write_deepfashion(root: Path, n_images: int, rng: np.random.Generator) -> No
         palette[3 * label:3 * label + 3] = colour
     for i in range(n_images):
         name = f"WOMEN-Tees_Tanks-{items[i % len(items)]}-{i // len(items) + 1:02d}_1_front.jpg"
-        size = (75, 110)  # the real images: 750×1101
-        labels = np.zeros((size[1], size[0]), np.uint8)
+        size = (75 * scale, 110 * scale)  # the real images: 750×1101
+        labels = np.zeros((110, 75), np.uint8)
         labels[35:70, 15:60] = 1    # top
         labels[70:105, 20:55] = 5   # pants
         labels[8:20, 28:48] = 13    # hair
         labels[20:35, 30:46] = 14   # face
+        labels = labels.repeat(scale, 0).repeat(scale, 1)
         img = _background(rng, size)
         img = _paint(_paint(img, np.isin(labels, (1, 5)), OBJECT_COLOUR), np.isin(labels, (13, 14)), OTHER_COLOUR)
         _save_jpeg(img, root / "images" / name)
@@ -324,20 +326,21 @@ def write_deepfashion(root: Path, n_images: int, rng: np.random.Generator) -> No
 EDITED_COLOUR = (30, 200, 230)
 
 
-def _triplet(rng: np.random.Generator) -> tuple[Image.Image, Image.Image, np.ndarray]:
-    size = _size(rng)
+def _triplet(rng: np.random.Generator, scale: int) -> tuple[Image.Image, Image.Image, np.ndarray]:
+    size = _size(rng, scale)
     obj = _ellipse(size, _box(rng, size))
     before = _paint(_background(rng, size), obj, OBJECT_COLOUR)
     return before, _paint(before, obj, EDITED_COLOUR), obj
 
 
-def write_triplets(root: Path, n_images: int, rng: np.random.Generator, layout: str = "magicbrush") -> None:
+def write_triplets(root: Path, n_images: int, rng: np.random.Generator, scale: int = 1,
+                   layout: str = "magicbrush") -> None:
     prefix = "prompt" if layout == "pix2pix" else ""
     groups = _split_keys(max(2, n_images), lambda k: f"{prefix}{k:06d}")
     if layout == "pix2pix":
         seeds = []
         for g in groups:
-            before, after, _ = _triplet(rng)
+            before, after, _ = _triplet(rng, scale)
             folder = root / g
             _save_jpeg(before, folder / "1000_0.jpg")
             _save_jpeg(after, folder / "1000_1.jpg")
@@ -348,7 +351,7 @@ def write_triplets(root: Path, n_images: int, rng: np.random.Generator, layout: 
         return
     sessions = {}
     for g in groups:
-        before, after, obj = _triplet(rng)
+        before, after, obj = _triplet(rng, scale)
         folder = root / "images" / g
         folder.mkdir(parents=True, exist_ok=True)
         before.save(folder / f"{g}-input.png")
@@ -368,8 +371,9 @@ WRITERS: dict[str, Callable[..., None]] = {
 
 
 def write_fixture(name: str, root: str | Path, n_images: int = 12, seed: int = 0, **options) -> Path:
-    """Write a miniature `name` tree under `root` (created) and return it. `options`: cars `nested=True`
-    (a mirror's nested folders); triplets `layout="pix2pix"`."""
+    """Write a miniature `name` tree under `root` (created) and return it. `options`: `scale` (images `scale`
+    times larger, for benchmarks; default 1: 80–140 px), cars `nested=True` (a mirror's nested folders),
+    triplets `layout="pix2pix"`."""
     if name not in WRITERS:
         raise KeyError(f"no fixture for {name!r}; available: {', '.join(WRITERS)}")
     if n_images < 6:

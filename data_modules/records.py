@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data_modules.base import BadSample, EditDataModule, EditSample
-from data_modules.images import centre_crop, crop_resize, object_crop, read_rgb
+from data_modules.images import centre_crop, crop_resize, object_crop, read_rgb_for_crop
 from data_modules.masks import location_phrase
 from xmgie.errors import UserError
 
@@ -86,21 +86,25 @@ class RecordDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _crop(self, rec: Record):
+        """size (W, H) → crop box: around the object's bbox when the dataset crops to objects, else centred."""
+        if rec.bbox and self.dm.crop_ratio:
+            return lambda size: object_crop(rec.bbox, size, self.dm.crop_ratio)
+        return centre_crop
+
     def __getitem__(self, index: int) -> EditSample:
         rec = self.records[index]
         text = self.records[int(self.partner[index])] if self.partner is not None else rec
         # training draws one of the captions each time; evaluation always takes the first (reproducible)
         caption = random.choice(text.captions) if self.train else text.captions[0]
-        image = read_rgb(self.dm.path(rec.image))
-        size = (image.shape[1], image.shape[0])
-        mask = self.dm.sample_mask(rec, text, caption, size)
-        crop = object_crop(rec.bbox, size, self.dm.crop_ratio) if rec.bbox and self.dm.crop_ratio else centre_crop(size)
+        image, size, crop = read_rgb_for_crop(self.dm.path(rec.image), self._crop(rec), self.dm.resolution)
+        mask = self.dm.sample_mask(rec, text, caption, size)  # (H, W) at full resolution
         source, m = crop_resize(image, mask, crop, self.dm.resolution)
         target = source
         if rec.target is not None:
-            after = read_rgb(self.dm.path(rec.target))
-            if after.shape != image.shape:
-                raise BadSample(f"{rec.target} is {after.shape[1]}×{after.shape[0]}, its source {size[0]}×{size[1]}")
+            after, after_size, _ = read_rgb_for_crop(self.dm.path(rec.target), self._crop(rec), self.dm.resolution)
+            if after_size != size:
+                raise BadSample(f"{rec.target} is {after_size[0]}×{after_size[1]}, its source {size[0]}×{size[1]}")
             target, _ = crop_resize(after, mask, crop, self.dm.resolution)
         attributes = torch.from_numpy(text.attributes) if text.attributes is not None else torch.zeros(0)
         instruction = self.dm.instruction(text, caption, location_phrase(m[0].numpy() > 0))

@@ -43,3 +43,20 @@ def test_evaluate_trains_its_classifier_and_encoder_when_missing():
     assert out.index("attributes train") < out.index("xmgie evaluate")
     assert out.index("identity train") < out.index("xmgie evaluate")
     assert "--attributes runs/nosuch/attributes/classifier.pt" in out
+
+
+def test_data_root_reaches_training_the_stages_and_evaluation():
+    out = _dry("evaluate", "DATASET=cub", "DATA_ROOT=/d/cub", "CKPT=x.ckpt")
+    assert "identity train --dataset cub --data-root /d/cub" in out
+    assert "attributes train --dataset cub --data-root /d/cub" in out
+    assert "evaluate --ckpt x.ckpt --dataset cub --split test --name xmgie --data-root /d/cub" in out
+    assert "--data.init_args.root=/d/cub" in _dry("train", "DATASET=cub", "DATA_ROOT=/d/cub")
+    assert "--data.init_args.root" not in _dry("train", "DATASET=cub")  # the YAML's root: data/cub
+
+
+def test_evaluate_skips_ips_and_aa_where_a_dataset_has_no_labels():
+    coco = _dry("evaluate", "DATASET=coco")
+    assert "identity train" not in coco and "attributes train" not in coco
+    assert "--identity" not in coco and "--attributes" not in coco
+    flowers = _dry("evaluate", "DATASET=flowers")  # identities (classes) but no attributes
+    assert "--identity runs/flowers/identity/encoder.pt" in flowers and "--attributes" not in flowers

@@ -6,7 +6,7 @@ import torch
 
 from xmgie.errors import UserError
 from xmgie.modules.identity import load_identity_encoder
-from xmgie.training.identity_module import arcface_logits, train_identity_encoder
+from xmgie.training.identity_module import arcface_logits, nearest_neighbour_accuracy, train_identity_encoder
 
 
 def test_arcface_adds_the_margin_to_the_own_class_angle_only():
@@ -42,3 +42,28 @@ def test_training_writes_a_loadable_encoder_and_its_held_out_accuracy(tmp_path, 
 def test_unknown_dataset_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="nope"):
         train_identity_encoder("nope", tmp_path / "e.pt", steps=1)
+
+
+def test_nearest_neighbour_accuracy_matches_a_loop():
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=-1)
+    ids = torch.randint(0, 12, (30,), generator=g)
+    hits = queries = 0
+    for i in range(30):
+        if (ids == ids[i]).sum() < 2:
+            continue  # an identity seen once has no neighbour to find
+        best = max((j for j in range(30) if j != i), key=lambda j: float(emb[i] @ emb[j]))
+        hits += int(ids[best] == ids[i])
+        queries += 1
+    assert nearest_neighbour_accuracy(emb, ids) == pytest.approx(hits / queries)
+    assert nearest_neighbour_accuracy(emb[:3], torch.tensor([0, 1, 2])) is None
+
+
+def test_identity_disjoint_split_reports_nearest_neighbour_accuracy_only(tmp_path):
+    from data_modules.fixtures import write_fixture
+
+    root = write_fixture("cub", tmp_path / "cub")  # class-disjoint: test species never seen in training
+    result = train_identity_encoder("cub", tmp_path / "e.pt", steps=2, batch_size=4, resolution=16, dim=8,
+                                    root=str(root))
+    assert result["test_accuracy"] is None and result["test_images"] == 0
+    assert 0 <= result["test_nn_accuracy"] <= 1
