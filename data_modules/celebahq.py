@@ -72,8 +72,8 @@ class CelebAHQDataModule(FileDataModule):
                 self.skip_malformed(f"{BASE}/CelebAMask-HQ-attribute-anno.txt")
                 continue
             attributes[f[0]] = (np.array([int(v) for v in f[1:]]) > 0).astype(np.float32)
-        mapping = {f"{f[0]}.jpg": f[2] for f in self.read_rows(self.require(f"{BASE}/CelebA-HQ-to-CelebA-mapping.txt"), 3)
-                   if f[0].isdigit()}
+        mapping_file = self.require(f"{BASE}/CelebA-HQ-to-CelebA-mapping.txt")
+        mapping = {f"{f[0]}.jpg": f[2] for f in self.read_rows(mapping_file, 3) if f[0].isdigit()}
         identity_file = self.require("identity_CelebA.txt", "Anno/identity_CelebA.txt", f"{BASE}/identity_CelebA.txt")
         partition_file = self.require("list_eval_partition.txt", "Eval/list_eval_partition.txt",
                                       f"{BASE}/list_eval_partition.txt")
@@ -131,4 +131,5 @@ class CelebAHQDataModule(FileDataModule):
     def instruction(self, text: Record, caption: str, where: str) -> str:
         subject = text.facts[0] if text.facts else "person"
         details = f" ({', '.join(text.facts[1:])})" if len(text.facts) > 1 else ""
-        return f"edit the {subject}'s face so that {caption.rstrip('.')}{details}; keep the identity, pose and background"
+        return (f"edit the {subject}'s face so that {caption.rstrip('.')}{details}; "
+                "keep the identity, pose and background")

@@ -42,6 +42,7 @@ class COCODataModule(FileDataModule):
     LAYOUT = ("train2017/*.jpg, val2017/*.jpg, annotations/{instances,captions}_{train,val}2017.json "
               "(or the 2014 names)")
     SOURCE = "https://cocodataset.org/#download (train/val images and the train/val annotations)"
+    INDEX_OPTIONS = ("year",)
 
     def __init__(self, root: str | None = None, year: str | None = None, **kwargs):
         if year not in (None, "2014", "2017"):
@@ -100,11 +101,13 @@ class COCODataModule(FileDataModule):
         except ValueError as err:
             raise BadSample(f"{rec.image}: {err}") from None
         if mask.shape != (H, W):
-            raise BadSample(f"{rec.image}: its {chosen[0]} mask is {mask.shape[1]}×{mask.shape[0]}, the image {W}×{H}")
+            raise BadSample(f"{rec.image}: its {chosen[0]} mask is {mask.shape[1]}×{mask.shape[0]}, "
+                            f"the image {W}×{H}")
         return mask
 
     def instruction(self, text: Record, caption: str, where: str) -> str:
         chosen = choose_instance([(c, 0.0, None) for c in text.facts], caption)
         thing = chosen[0] if chosen else "scene"
         place = f" {where}" if where else ""
-        return f"redraw the {thing}{place} so that the picture shows {caption.rstrip('.')}; keep everything else unchanged"
+        return (f"redraw the {thing}{place} so that the picture shows {caption.rstrip('.')}; "
+                "keep everything else unchanged")

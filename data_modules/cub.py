@@ -49,6 +49,7 @@ class CUBDataModule(FileDataModule):
               "segmentations/<class>/<name>.png, text_c10/<class>/<name>.txt (+ trainvalclasses.txt, testclasses.txt)")
     SOURCE = ("https://www.vision.caltech.edu/datasets/cub_200_2011/ (images, segmentations) and the CUB captions "
               "of Reed et al. 2016 (github.com/reedscot/cvpr2016)")
+    INDEX_OPTIONS = ("split",)
     crop_ratio = 0.75
 
     def __init__(self, root: str | None = None, split: str = "classes", **kwargs):

@@ -68,6 +68,7 @@ class DeepFashionDataModule(FileDataModule):
     LAYOUT = ("images/<name>.jpg, segm/<name>_segm.png, labels/shape/shape_anno_all.txt, "
               "labels/texture/{fabric_ann.txt, pattern_ann.txt}, captions.json")
     SOURCE = "https://github.com/yumingj/DeepFashion-MultiModal"
+    INDEX_OPTIONS = ("test_fraction",)
     SHAPE_SIZES = [len(c) for _, c in SHAPE]
     TEXTURE_SIZES = [len(FABRIC)] * 3 + [len(PATTERN)] * 3
 

@@ -218,7 +218,8 @@ def write_celebahq(root: Path, n_images: int, rng: np.random.Generator, scale: i
         cx, cy = rng.uniform(0.4, 0.6) * side, rng.uniform(0.4, 0.55) * side
         s = rng.uniform(0.18, 0.25) * side
         parts = {"skin": (cx - s, cy - s, 2 * s, 2.4 * s), "hair": (cx - 1.1 * s, cy - 1.4 * s, 2.2 * s, 0.8 * s),
-                 "mouth": (cx - 0.4 * s, cy + 0.8 * s, 0.8 * s, 0.3 * s), "neck": (cx - 0.5 * s, cy + 1.4 * s, s, 0.7 * s),
+                 "mouth": (cx - 0.4 * s, cy + 0.8 * s, 0.8 * s, 0.3 * s),
+                 "neck": (cx - 0.5 * s, cy + 1.4 * s, s, 0.7 * s),
                  "cloth": (cx - 1.5 * s, cy + 2.0 * s, 3 * s, side - cy - 2.0 * s)}
         for part, box in parts.items():
             box = tuple(int(v) for v in box)
@@ -269,7 +270,7 @@ def write_cars(root: Path, n_images: int, rng: np.random.Generator, scale: int =
             _save_jpeg(_paint(_background(rng, size), obj, OBJECT_COLOUR), folder / name)
             rows.append({"bbox_x1": x + 1, "bbox_y1": y + 1, "bbox_x2": x + w, "bbox_y2": y + h,
                          "class": 1 + k % len(CAR_CLASSES), "fname": name})
-        target = root / "devkit" / "cars_train_annos.mat" if split == "train" else root / "cars_test_annos_withlabels.mat"
+        target = root / ("devkit/cars_train_annos.mat" if split == "train" else "cars_test_annos_withlabels.mat")
         target.parent.mkdir(parents=True, exist_ok=True)
         savemat(target, {"annotations": _car_struct(rows)})
     names = np.empty((1, len(CAR_CLASSES)), dtype=object)

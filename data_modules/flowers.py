@@ -34,6 +34,7 @@ class FlowersDataModule(FileDataModule):
               "text_c10/class_NNNNN/image_NNNNN.txt, trainvalclasses.txt, testclasses.txt")
     SOURCE = ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ (images, labels, segmentations) and the flower "
               "captions of Reed et al. 2016 (github.com/reedscot/cvpr2016)")
+    INDEX_OPTIONS = ("split",)
 
     def __init__(self, root: str | None = None, split: str = "classes", **kwargs):
         if split not in ("classes", "official"):

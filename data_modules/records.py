@@ -123,6 +123,7 @@ class FileDataModule(EditDataModule):
 
     LAYOUT: str = ""
     SOURCE: str = ""
+    INDEX_OPTIONS: tuple[str, ...] = ()  # constructor options that change the index (part of the cache key)
     hide_masked_source = True
     protocol = "captions"
     crop_ratio: float | None = None  # set: crop r = crop_ratio·max(w, h) around the bbox (records with one)
@@ -145,12 +146,10 @@ class FileDataModule(EditDataModule):
     def sample_mask(self, rec: Record, text: Record, caption: str, size: tuple[int, int]) -> np.ndarray:
         """(H, W) bool edit mask of `rec`'s image of size (W, H); `text` is the record whose caption is used."""
 
+    @abc.abstractmethod
     def instruction(self, text: Record, caption: str, where: str) -> str:
-        """The expressive instruction: the caption, what the annotations add, where the edit is."""
-        facts = ", ".join(text.facts)
-        place = f" {where}" if where else ""
-        extra = f" ({facts})" if facts else ""
-        return f"make the region{place} show {caption.rstrip('.')}{extra}; keep everything else unchanged"
+        """The expressive instruction I (one small heuristic per dataset): the caption, what `text`'s annotations
+        add (class, attributes), and `where` the edit is ("in the upper left", from the mask)."""
 
     # -- files ---------------------------------------------------------------------------------
     def path(self, relative: str) -> Path:
@@ -201,15 +200,10 @@ class FileDataModule(EditDataModule):
         self.malformed[str(path)] = self.malformed.get(str(path), 0) + 1
 
     # -- the index, cached -----------------------------------------------------------------------
-    def _options(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items()
-                if k not in ("resolution", "batch_size", "num_workers", "cache", "val_size", "seed", "malformed",
-                             "trainer", "_index", "_tracked", "_splits") and not k.startswith("_")
-                and isinstance(v, (str, int, float, bool, type(None), tuple, Path))}
-
     def _cache_file(self) -> Path:
         base = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "xmgie") / "index"
-        key = repr((INDEX_FORMAT, type(self).__qualname__, str(self.root.resolve()), sorted(self._options().items())))
+        options = {k: getattr(self, k) for k in ("seed", "val_size", *self.INDEX_OPTIONS)}  # all that shapes the index
+        key = repr((INDEX_FORMAT, type(self).__qualname__, str(self.root.resolve()), sorted(options.items())))
         return base / f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pkl"
 
     @staticmethod
@@ -253,10 +247,9 @@ class FileDataModule(EditDataModule):
         return index
 
     def _carve_val(self, index: dict[str, list[Record]]) -> dict[str, list[Record]]:
-        """No official val split: `val_size` seeded training images (at most a tenth) become val."""
+        """No official val split: `val_size` seeded training images (at most a tenth, at least one) become val."""
         train = index.get("train", [])
-        k = min(self.val_size, len(train) // 10) if len(train) >= 2 else 0
-        k = max(k, 1) if len(train) >= 2 else 0
+        k = min(self.val_size, max(1, len(train) // 10)) if len(train) >= 2 else 0
         chosen = set(np.random.default_rng(self.seed).choice(len(train), size=k, replace=False).tolist())
         return {**index, "train": [r for i, r in enumerate(train) if i not in chosen],
                 "val": [r for i, r in enumerate(train) if i in chosen]}

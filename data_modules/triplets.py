@@ -27,7 +27,9 @@ class TripletsDataModule(FileDataModule):
     name = "triplets"
     LAYOUT = ("MagicBrush: edit_sessions.json + images/<id>/<id>-{input,output<k>,mask<k>}.png; or "
               "InstructPix2Pix: seeds.json + <name>/prompt.json + <name>/<seed>_{0,1}.jpg")
-    SOURCE = "MagicBrush (osu-nlp-group.github.io/MagicBrush) or InstructPix2Pix (github.com/timothybrooks/instruct-pix2pix)"
+    SOURCE = ("MagicBrush (osu-nlp-group.github.io/MagicBrush) or InstructPix2Pix "
+              "(github.com/timothybrooks/instruct-pix2pix)")
+    INDEX_OPTIONS = ("split", "test_fraction")
     hide_masked_source = False
     protocol = "targets"
 

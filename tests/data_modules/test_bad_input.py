@@ -96,6 +96,16 @@ def test_index_cache_is_outside_the_dataset_and_follows_its_files(tmp_path, monk
         _dm("deepfashion", root).records()
 
 
+def test_options_that_shape_the_index_are_part_of_the_cache_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("XMGIE_CACHE", str(tmp_path / "cache"))
+    root = write_fixture("cub", tmp_path / "cub", n_images=24)
+    assert len(_dm("cub", root).records()["val"]) == 1
+    assert len(_dm("cub", root, val_size=0).records()["val"]) == 0
+    official = _dm("cub", root, split="official").records()
+    assert len(official["test"]) == 12 and len(_dm("cub", root).records()["test"]) == 6
+    assert len(list((tmp_path / "cache" / "index").glob("cub-*.pkl"))) == 3
+
+
 def test_mask_problems_resize_with_a_warning_or_skip(tmp_path):
     from PIL import Image
 

@@ -83,8 +83,9 @@ def nearest_neighbour_accuracy(embeddings: torch.Tensor, identities: torch.Tenso
     """Leave-one-out 1-NN identification: how often an image's most cosine-similar other image shows the same
     identity, over images whose identity occurs at least twice. Works for identities never seen in training
     (identity-disjoint splits: CUB, Flowers, CelebA, DeepFashion). embeddings (N, D) unit rows; None if no pairs."""
-    counts = torch.bincount(identities, minlength=int(identities.max()) + 1)[identities] if len(identities) else identities
-    query = counts >= 2
+    if len(identities) < 2:
+        return None
+    query = torch.bincount(identities)[identities] >= 2  # (N,) the identity occurs at least twice
     if not query.any():
         return None
     sim = embeddings @ embeddings.T
