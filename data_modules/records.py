@@ -18,14 +18,14 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from data_modules.base import BadSample, EditDataModule, EditSample
-from data_modules.images import centre_crop, crop_resize, object_crop, read_rgb_for_crop
+from data_modules.images import Box, centre_crop, crop_resize, object_crop, read_rgb_for_crop
 from data_modules.masks import location_phrase
 from xmgie.errors import UserError
 
@@ -86,7 +86,7 @@ class RecordDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _crop(self, rec: Record):
+    def _crop(self, rec: Record) -> Callable[[tuple[int, int]], Box]:
         """size (W, H) → crop box: around the object's bbox when the dataset crops to objects, else centred."""
         if rec.bbox and self.dm.crop_ratio:
             return lambda size: object_crop(rec.bbox, size, self.dm.crop_ratio)
