@@ -11,6 +11,7 @@ RUN := runs/$(DATASET)/$(NAME)
 CKPT ?= $(RUN)/checkpoints/last.ckpt
 IDENTITY := runs/$(DATASET)/identity/encoder.pt
 ATTRIBUTES := runs/$(DATASET)/attributes/classifier.pt
+MLLM := runs/$(DATASET)/mllm/expander.pt
 METHOD ?= xmgie
 ARGS ?=
 # where a dataset on disk lives (default: experiments/data/$(DATASET).yaml's root, data/$(DATASET))
@@ -23,7 +24,7 @@ NO_ATTRIBUTES := flowers coco cars triplets
 EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
 EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
-.PHONY: setup train train-identity train-attr evaluate table test bench bench-metrics preview clean
+.PHONY: setup train train-identity train-attr train-mllm evaluate table test bench bench-metrics preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,12 @@ train-identity: $(STAMP)
 # The attribute classifier behind AA (writes $(ATTRIBUTES) and a .json with its held-out accuracy).
 train-attr: $(STAMP)
 	$(XMGIE) attributes train --dataset $(DATASET) $(STAGE_ROOT) --out $(ATTRIBUTES) $(ARGS)
+
+# The instruction expander (writes $(MLLM) and a .json with held-out token accuracy and BLEU, with the image
+# and with the visual prefix zeroed). Then: xmgie edit --mllm $(MLLM) …, or train the generator on its
+# instructions with ARGS="--model.text_source=expander --model.expander=$(MLLM)".
+train-mllm: $(STAMP)
+	$(XMGIE) mllm train --dataset $(DATASET) $(STAGE_ROOT) --out $(MLLM) $(ARGS)
 
 # Edits the test split and writes results/$(DATASET)/$(METHOD).json: IS/FID/LPIPS/SSIM/PSNR, and AA and IPS with
 # the attribute classifier and E_id (each trained first if missing). Missing pretrained backbones are reported

@@ -8,6 +8,8 @@
     xmgie data preview --dataset shapes [--root R] --out grid.png
     xmgie data fixture --dataset cub --root cub-fixture            a miniature tree in the official layout
     xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
+    xmgie mllm train --dataset shapes --out runs/shapes/mllm/expander.pt     the instruction expander
+    xmgie mllm expand --mllm M --image I --prompt P                          its expressive instruction
     xmgie attributes train --dataset shapes --out runs/shapes/attributes/classifier.pt
 """
 from __future__ import annotations
@@ -27,9 +29,11 @@ def _edit(args: argparse.Namespace) -> None:
 
     image = read_image(args.image)
     mask = read_mask(args.mask) if args.mask else None
-    pipe = EditPipeline.from_checkpoint(args.ckpt)
-    print(f"instruction: {args.prompt!r} (the prompt itself: no instruction expander given)", file=sys.stderr)
-    result = pipe(image, args.prompt, mask, steps=args.steps, guidance_text=args.guidance_text,
+    pipe = EditPipeline.from_checkpoint(args.ckpt, expander=args.mllm)
+    instruction = pipe.instruction(image, args.prompt, num_beams=args.beams)
+    how = f"expanded by {args.mllm}" if args.mllm else "the prompt itself: no instruction expander given (--mllm)"
+    print(f"instruction: {instruction!r} ({how})", file=sys.stderr)
+    result = pipe(image, instruction, mask, steps=args.steps, guidance_text=args.guidance_text,
                   guidance_image=args.guidance_image, seed=args.seed)
     out = Path(args.out or Path(args.image).with_name(Path(args.image).stem + "_edited.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +131,32 @@ def _data_fixture(args: argparse.Namespace) -> None:
     print(write_fixture(args.dataset, root, n_images=args.n))
 
 
+def _mllm_train(args: argparse.Namespace) -> None:
+    from xmgie.training.expander_module import train_instruction_expander
+
+    try:
+        result = train_instruction_expander(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
+                                            lr=args.lr, resolution=args.resolution, seed=args.seed,
+                                            root=args.data_root, pretrained_lm=args.pretrained_lm,
+                                            eval_images=args.eval_images)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    print(json.dumps(result))
+
+
+def _mllm_expand(args: argparse.Namespace) -> None:
+    from xmgie.conditioning.instruction import load_expander
+    from xmgie.inference import image_to_tensor, read_image
+
+    try:
+        model = load_expander(args.mllm)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    image = image_to_tensor(read_image(args.image), model.cfg.image_size)
+    print(model.generate(image, [args.prompt], num_beams=args.beams,
+                         no_repeat_ngram_size=3 if args.beams > 1 else 0, zero_prefix=args.without_image)[0])
+
+
 def _identity_train(args: argparse.Namespace) -> None:
     from xmgie.training.identity_module import train_identity_encoder
 
@@ -155,6 +185,8 @@ def _file_parser() -> argparse.ArgumentParser:
     e.add_argument("--guidance-text", type=float, help="text guidance scale s_T")
     e.add_argument("--guidance-image", type=float, help="image guidance scale s_I")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--mllm", help="instruction expander file (make train-mllm): expands the prompt first")
+    e.add_argument("--beams", type=int, default=1, help="beam search width of the expansion (1: greedy)")
     e.set_defaults(func=_edit)
 
     v = sub.add_parser("evaluate", help="edit a dataset split, compute IS/FID/LPIPS/SSIM/PSNR(/AA/IPS), write JSON")
@@ -224,6 +256,28 @@ def _file_parser() -> argparse.ArgumentParser:
     fx.add_argument("--root", help="folder to create (default <dataset>-fixture)")
     fx.add_argument("--n", type=int, default=12, help="images (at least 6)")
     fx.set_defaults(func=_data_fixture)
+
+    m = sub.add_parser("mllm", help="the instruction expander (visual-aware LM, §3.2)")
+    msub = m.add_subparsers(dest="mllm_command", required=True)
+    mt = msub.add_parser("train", help="train it on a dataset's (image, prompt, instruction) triples; prints JSON")
+    mt.add_argument("--dataset", default="shapes")
+    mt.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
+    mt.add_argument("--out", required=True, help="expander file to write (a .json of held-out metrics beside it)")
+    mt.add_argument("--steps", type=int, default=1500)
+    mt.add_argument("--batch-size", type=int, default=32)
+    mt.add_argument("--lr", type=float, default=1e-3)
+    mt.add_argument("--resolution", type=int, help="default: the dataset's")
+    mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--pretrained-lm", help="a local GPT-2 folder (weights + tokenizer) to start from")
+    mt.add_argument("--eval-images", type=int, default=256, help="held-out images scored after training")
+    mt.set_defaults(func=_mllm_train)
+    mx = msub.add_parser("expand", help="print the expressive instruction for an image and a prompt")
+    mx.add_argument("--mllm", required=True)
+    mx.add_argument("--image", required=True)
+    mx.add_argument("--prompt", required=True)
+    mx.add_argument("--beams", type=int, default=1)
+    mx.add_argument("--without-image", action="store_true", help="zero the visual prefix (the ablation)")
+    mx.set_defaults(func=_mllm_expand)
 
     i = sub.add_parser("identity", help="the identity encoder E_id of the IE module")
     isub = i.add_subparsers(dest="identity_command", required=True)

@@ -56,16 +56,33 @@ class EditPipeline:
     """Edits images with a trained generator (the EMA weights) at its working resolution; the result is
     resized back to the input's size."""
 
-    def __init__(self, module):
+    def __init__(self, module, expander=None):
+        """`expander`: an InstructionExpander that turns the prompt into the instruction (None: the prompt is
+        the instruction)."""
         self.module = module.eval()
+        self.expander = expander.to(next(module.parameters()).device) if expander is not None else None
         self.resolution = int(module.data_info.get("resolution", 32))
         self.device = next(module.parameters()).device
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "EditPipeline":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu",
+                        expander: str | Path | None = None) -> "EditPipeline":
         from xmgie.checkpoints import load_generator_module
+        from xmgie.conditioning.instruction import load_expander
 
-        return cls(load_generator_module(path, device))
+        try:
+            mllm = load_expander(expander, device) if expander else None
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(str(err)) from None
+        return cls(load_generator_module(path, device), mllm)
+
+    def instruction(self, image: Image.Image, prompt: str, num_beams: int = 1) -> str:
+        """The expressive instruction for `prompt` on `image` (Eq. 1), or the prompt without an expander."""
+        if self.expander is None:
+            return prompt
+        src = image_to_tensor(image, self.resolution).to(self.device)
+        return self.expander.generate(src, [prompt], num_beams=num_beams, no_repeat_ngram_size=3 if num_beams > 1
+                                      else 0)[0]
 
     def __call__(self, image: Image.Image, instruction: str, mask: Image.Image | None = None, steps: int | None = None,
                  guidance_text: float | None = None, guidance_image: float | None = None,
@@ -74,6 +91,6 @@ class EditPipeline:
         m = (mask_to_tensor(mask, self.resolution) if mask is not None else torch.ones(1, 1, *src.shape[-2:]))
         batch = {"source": src, "mask": m.to(self.device), "instruction": [instruction], "prompt": [instruction]}
         out = self.module.edit(batch, steps=steps, seed=seed, guidance_text=guidance_text,
-                               guidance_image=guidance_image)
+                               guidance_image=guidance_image, texts=[instruction])
         arr = ((out[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(arr).resize(image.size, Image.BICUBIC)

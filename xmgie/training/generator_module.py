@@ -44,18 +44,26 @@ class XMGIEModule(L.LightningModule):
         optim: optimisers and EMA.
         sampling: conditioning dropout and DDIM editing.
         discriminator_channels / discriminator_layers: PatchGAN width and depth.
-        text_source: what the generator is conditioned on: the expressive "instruction" I (the method) or the
-            short "prompt" P (InstructPix2Pix without an instruction expander).
+        text_source: what the generator is conditioned on: the annotated expressive "instruction" I (the method),
+            the short "prompt" P (InstructPix2Pix without an instruction expander), or "expander": the
+            instruction the trained expander (`expander`, `make train-mllm`) writes from P and the source image
+            (MGIE's "expand, then edit", end to end; greedy decoding, frozen).
+        expander: the instruction-expander file used when text_source is "expander".
     """
 
     def __init__(self, generator: GeneratorConfig = GeneratorConfig(), modules: ModulesConfig = ModulesConfig(),
                  loss: LossConfig = LossConfig(),
                  optim: OptimConfig = OptimConfig(), sampling: SamplingConfig = SamplingConfig(),
-                 discriminator_channels: int = 32, discriminator_layers: int = 2, text_source: str = "instruction"):
+                 discriminator_channels: int = 32, discriminator_layers: int = 2, text_source: str = "instruction",
+                 expander: str | None = None):
         super().__init__()
-        if text_source not in ("instruction", "prompt"):
-            raise ValueError(f"text_source must be 'instruction' or 'prompt', got {text_source!r}")
-        self.text_source = text_source
+        if text_source not in ("instruction", "prompt", "expander"):
+            raise ValueError(f"text_source must be 'instruction', 'prompt' or 'expander', got {text_source!r}")
+        if text_source == "expander" and not expander:
+            raise ValueError("text_source 'expander' needs expander=<file> (make train-mllm writes one)")
+        self.text_source, self.expander_path = text_source, expander
+        # frozen, saved in its own file: kept out of the module tree (no optimizer, no checkpoint bloat)
+        object.__setattr__(self, "_expander", None)
         self.gen_cfg = coerce(GeneratorConfig, generator)
         self.modules_cfg = coerce(ModulesConfig, modules)
         self.loss_cfg = coerce(LossConfig, loss)
@@ -66,7 +74,7 @@ class XMGIEModule(L.LightningModule):
             "loss": dataclasses.asdict(self.loss_cfg),
             "optim": dataclasses.asdict(self.optim_cfg), "sampling": dataclasses.asdict(self.sampling_cfg),
             "discriminator_channels": discriminator_channels, "discriminator_layers": discriminator_layers,
-            "text_source": text_source})
+            "text_source": text_source, "expander": expander})
         self.automatic_optimization = False
         self.generator = build_generator(self.gen_cfg, self.modules_cfg)
         self.ema = build_generator(self.gen_cfg, self.modules_cfg) if self.optim_cfg.ema_decay > 0 else None
@@ -140,7 +148,7 @@ class XMGIEModule(L.LightningModule):
         if self.generator.sees_mask and not self.gen_cfg.hide_masked_source and s.mask_dropout > 0:
             unknown = (torch.rand(B, device=src.device) < s.mask_dropout)[:, None, None, None]
             mask = torch.where(unknown, torch.ones_like(mask), mask)  # "edit anywhere"
-        cond = self.generator.make_condition(src, mask, batch[self.text_source], text_dropped, image_dropped)
+        cond = self.generator.make_condition(src, mask, self.conditioning_texts(batch), text_dropped, image_dropped)
         # 2. forward process: x_t = sqrt(ᾱ_t) z0 + sqrt(1 − ᾱ_t) ε, z0 = X_gt (or the edit residual)
         z0 = self.generator.to_diffusion_space(tgt, cond)
         T = self.gen_cfg.num_train_timesteps
@@ -208,12 +216,35 @@ class XMGIEModule(L.LightningModule):
                            f"(first: {self.skipped[0]})")
             self.skipped = []
 
+    # -- conditioning text -------------------------------------------------------------------------
+    def expander(self):
+        """The frozen instruction expander of text_source "expander" (loaded from its file on first use)."""
+        if self._expander is None:
+            from xmgie.conditioning.instruction import load_expander
+
+            try:
+                model = load_expander(self.expander_path, self.device)
+            except (FileNotFoundError, ValueError) as err:
+                raise UserError(str(err)) from None
+            object.__setattr__(self, "_expander", model.requires_grad_(False))
+        return self._expander
+
+    def conditioning_texts(self, batch: dict[str, Any]) -> list[str]:
+        """The text the generator reads for each sample: batch["instruction"] or batch["prompt"], or the
+        expander's instruction for (source, prompt)."""
+        if self.text_source == "expander":
+            return self.expander().generate(batch["source"], batch["prompt"])
+        return batch[self.text_source]
+
     # -- validation / test: DDIM edits with the EMA weights --------------------------------------
     def edit(self, batch: dict[str, Any], steps: int | None = None, seed: int | None = 0,
-             guidance_text: float | None = None, guidance_image: float | None = None) -> torch.Tensor:
-        """DDIM edits of a batch with the sampling weights; None means the configured steps / scale."""
+             guidance_text: float | None = None, guidance_image: float | None = None,
+             texts: list[str] | None = None) -> torch.Tensor:
+        """DDIM edits of a batch with the sampling weights; None means the configured steps / scale. `texts`
+        overrides the conditioning text (an instruction the caller already expanded)."""
         s = self.sampling_cfg
-        return ddim_edit(self.sampler, batch["source"], batch["mask"], batch[self.text_source],
+        texts = texts if texts is not None else self.conditioning_texts(batch)
+        return ddim_edit(self.sampler, batch["source"], batch["mask"], texts,
                          steps=steps or s.steps,
                          guidance_text=s.guidance_text if guidance_text is None else guidance_text,
                          guidance_image=s.guidance_image if guidance_image is None else guidance_image, seed=seed)
