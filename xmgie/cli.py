@@ -138,7 +138,7 @@ def _mllm_train(args: argparse.Namespace) -> None:
         result = train_instruction_expander(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
                                             lr=args.lr, resolution=args.resolution, seed=args.seed,
                                             root=args.data_root, pretrained_lm=args.pretrained_lm,
-                                            eval_images=args.eval_images)
+                                            eval_images=args.eval_images, visual_tokens=args.visual_tokens)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
     print(json.dumps(result))
@@ -270,6 +270,8 @@ def _file_parser() -> argparse.ArgumentParser:
     mt.add_argument("--seed", type=int, default=0)
     mt.add_argument("--pretrained-lm", help="a local GPT-2 folder (weights + tokenizer) to start from")
     mt.add_argument("--eval-images", type=int, default=256, help="held-out images scored after training")
+    mt.add_argument("--visual-tokens", default="patches", choices=("patches", "pooled"),
+                    help="one token per ViT patch (LLaVA) or K tokens from the pooled embedding (ClipCap)")
     mt.set_defaults(func=_mllm_train)
     mx = msub.add_parser("expand", help="print the expressive instruction for an image and a prompt")
     mx.add_argument("--mllm", required=True)

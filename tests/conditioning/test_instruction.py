@@ -13,9 +13,9 @@ SMALL = dict(image_size=16, patch_size=4, vision_width=32, vision_layers=1, visi
              prefix_tokens=2, lm_width=32, lm_layers=1, lm_heads=2, max_instruction_tokens=24)
 
 
-def _model(seed: int = 0) -> InstructionExpander:
+def _model(seed: int = 0, visual_tokens: str = "patches") -> InstructionExpander:
     torch.manual_seed(seed)
-    return InstructionExpander(ExpanderConfig(**SMALL), CompactBPE.build(TEXTS))
+    return InstructionExpander(ExpanderConfig(**SMALL, visual_tokens=visual_tokens), CompactBPE.build(TEXTS))
 
 
 def _batch():
@@ -48,8 +48,9 @@ def test_banned_tokens_and_greedy_against_a_fixed_table():
     assert greedy(repeat, 1, eos=3, max_new_tokens=3, no_repeat_ngram_size=1) == [[1, 2, 0]]
 
 
-def test_a_training_step_lowers_the_loss_on_a_fixed_batch():
-    model = _model()
+@pytest.mark.parametrize("visual_tokens", ["patches", "pooled"])
+def test_a_training_step_lowers_the_loss_on_a_fixed_batch(visual_tokens):
+    model = _model(visual_tokens=visual_tokens)
     images, prompts, instructions = _batch()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = float(model(images, prompts, instructions)["loss"])
@@ -65,7 +66,7 @@ def test_loss_covers_the_instruction_tokens_only():
     model = _model()
     images, prompts, instructions = _batch()
     _, mask, labels = model.batch_inputs(images, prompts, instructions)
-    v, K = model.vocab, model.cfg.prefix_tokens
+    v, K = model.vocab, model.cfg.n_visual
     for i in range(2):
         target = v.encode(instructions[i]) + [v.eos]
         scored = labels[i][labels[i] != -100].tolist()
@@ -86,13 +87,16 @@ def test_greedy_generation_is_deterministic_and_batch_independent():
     assert len(beams) == 2 and all(isinstance(b, str) for b in beams)
 
 
-def test_zeroed_prefix_removes_the_image():
-    model = _model().eval()
+@pytest.mark.parametrize("visual_tokens", ["patches", "pooled"])
+def test_zeroed_prefix_removes_the_image(visual_tokens):
+    model = _model(visual_tokens=visual_tokens).eval()
     images, prompts, instructions = _batch()
     blind = model(images, prompts, instructions, zero_prefix=True)["loss"]
     other = model(torch.rand_like(images), prompts, instructions, zero_prefix=True)["loss"]
     assert torch.equal(blind, other)  # no image information reaches the LM
     assert not torch.equal(model(images, prompts, instructions)["loss"], blind)
+    assert model.prefix(images).shape == (2, model.cfg.n_visual, 32)
+    assert model.cfg.n_visual == (16 if visual_tokens == "patches" else 2)
 
 
 def test_expander_file_round_trip(tmp_path):

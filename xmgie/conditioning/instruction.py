@@ -1,7 +1,9 @@
 """The instruction expander (§3.2, Eq. 1–3): a visual-aware causal language model that turns the user's short
 prompt P and the image X into the expressive instruction I.
 
-    X ─ open_clip vision tower ─ e (B, D) ─ mapping MLP ─ K visual tokens (B, K, E)      (ClipCap-style prefix)
+    X ─ open_clip ViT ─ patch features (B, N, W) ─ linear ─ N visual tokens (B, N, E)   ("patches", LLaVA-style,
+                      └ pooled e (B, D) ─ mapping MLP ─ K visual tokens (B, K, E)      as MGIE's MLLM; or "pooled",
+                                                                                       ClipCap-style)
     [visual tokens | P tokens | SEP | I tokens | EOS] ─ GPT-2 ─ next-token logits        (Eq. 1)
     training: cross-entropy on I's tokens and EOS only                                    (Eq. 3)
 
@@ -35,8 +37,10 @@ class ExpanderConfig:
     Attributes:
         image_size: side the image is resized to for the vision tower.
         patch_size, vision_width, vision_layers, vision_heads: the open_clip ViT.
-        embed_dim: the image embedding e.
-        prefix_tokens: K visual tokens the mapping network makes from e.
+        embed_dim: the pooled image embedding e.
+        visual_tokens: "patches" — one visual token per ViT patch through a linear projection (LLaVA, the MLLM
+            MGIE builds on; keeps where things are); "pooled" — `prefix_tokens` tokens from e by an MLP (ClipCap).
+        prefix_tokens: K visual tokens of the "pooled" prefix.
         lm_width, lm_layers, lm_heads: the GPT-2 config trained from scratch (ignored with `pretrained_lm`).
         max_prompt_tokens, max_instruction_tokens: longer texts are truncated.
         pretrained_lm: a local GPT-2 folder (weights + tokenizer, `save_pretrained` layout), or None.
@@ -48,6 +52,7 @@ class ExpanderConfig:
     vision_layers: int = 2
     vision_heads: int = 2
     embed_dim: int = 64
+    visual_tokens: str = "patches"
     prefix_tokens: int = 4
     lm_width: int = 128
     lm_layers: int = 2
@@ -61,10 +66,17 @@ class ExpanderConfig:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.vision_width % self.vision_heads or self.lm_width % self.lm_heads:
             raise ValueError("widths must be divisible by their head counts")
+        if self.visual_tokens not in ("patches", "pooled"):
+            raise ValueError(f"visual_tokens must be 'patches' or 'pooled', got {self.visual_tokens!r}")
+
+    @property
+    def n_visual(self) -> int:
+        """Visual tokens in the prefix."""
+        return (self.image_size // self.patch_size) ** 2 if self.visual_tokens == "patches" else self.prefix_tokens
 
     @property
     def max_positions(self) -> int:
-        return self.prefix_tokens + self.max_prompt_tokens + 1 + self.max_instruction_tokens + 1
+        return self.n_visual + self.max_prompt_tokens + 1 + self.max_instruction_tokens + 1
 
 
 def build_language_model(cfg: ExpanderConfig, vocab_size: int) -> nn.Module:
@@ -89,26 +101,34 @@ class InstructionExpander(nn.Module):
         super().__init__()
         self.cfg, self.vocab = cfg, vocab
         vision_cfg = CLIPVisionCfg(layers=cfg.vision_layers, width=cfg.vision_width, patch_size=cfg.patch_size,
-                                   image_size=cfg.image_size, head_width=cfg.vision_width // cfg.vision_heads)
+                                   image_size=cfg.image_size, head_width=cfg.vision_width // cfg.vision_heads,
+                                   output_tokens=True)
         self.vision = _build_vision_tower(cfg.embed_dim, vision_cfg)
         self.lm = lm if lm is not None else build_language_model(cfg, vocab.size)
+        if cfg.max_positions > self.lm.config.n_positions:
+            raise ValueError(f"the language model has {self.lm.config.n_positions} positions; visual tokens, prompt "
+                             f"and instruction need up to {cfg.max_positions}")
         width, K = self.lm.config.n_embd, cfg.prefix_tokens
-        # ClipCap's mapping network: e (D) -> K tokens of the LM's width
-        self.mapper = nn.Sequential(nn.Linear(cfg.embed_dim, width * K // 2), nn.Tanh(),
-                                    nn.Linear(width * K // 2, width * K))
+        if cfg.visual_tokens == "patches":  # LLaVA's projection: each patch feature (W) -> one LM token (E)
+            self.mapper = nn.Linear(cfg.vision_width, width)
+        else:  # ClipCap's mapping network: e (D) -> K tokens of the LM's width
+            self.mapper = nn.Sequential(nn.Linear(cfg.embed_dim, width * K // 2), nn.Tanh(),
+                                        nn.Linear(width * K // 2, width * K))
         self.info: dict[str, Any] = {}  # what the training stage measured (set when loaded from a file)
 
     # -- the visual prefix ---------------------------------------------------------------------------
     def prefix(self, images: torch.Tensor, zero: bool = False) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, K, E) visual tokens; `zero`: the same shape, all zeros (the ablation
+        """(B, 3, H, W) in [-1, 1] -> (B, N, E) visual tokens; `zero`: the same shape, all zeros (the ablation
         "without the image")."""
-        B, K, E = images.shape[0], self.cfg.prefix_tokens, self.lm.config.n_embd
+        B, N, E = images.shape[0], self.cfg.n_visual, self.lm.config.n_embd
         if zero:
-            return torch.zeros(B, K, E, device=images.device)
+            return torch.zeros(B, N, E, device=images.device)
         x = F.interpolate(images, size=(self.cfg.image_size,) * 2, mode="bilinear", antialias=True,
                           align_corners=False) if images.shape[-1] != self.cfg.image_size else images
-        e = self.vision(x)                       # (B, D)
-        return self.mapper(e).view(B, K, E)      # (B, K, E)
+        e, patches = self.vision(x)              # (B, D), (B, N, W)
+        if self.cfg.visual_tokens == "patches":
+            return self.mapper(patches)          # (B, N, E)
+        return self.mapper(e).view(B, N, E)      # (B, K, E)
 
     def _embed(self, ids: list[int], device: torch.device) -> torch.Tensor:
         return self.lm.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=device))  # (n, E)

@@ -77,7 +77,8 @@ def held_out_metrics(model: InstructionExpander, loader, zero_prefix: bool = Fal
 def train_instruction_expander(dataset: str, out: str | Path, steps: int = 1500, batch_size: int = 32,
                                lr: float = 1e-3, resolution: int | None = None, seed: int = 0,
                                root: str | None = None, pretrained_lm: str | None = None,
-                               eval_images: int = 256, config: ExpanderConfig | None = None) -> dict[str, Any]:
+                               eval_images: int = 256, config: ExpanderConfig | None = None,
+                               visual_tokens: str = "patches") -> dict[str, Any]:
     """Train the expander on `dataset`'s train split and save it to `out` (+ a .json of held-out metrics).
 
     1. Vocabulary: the compact BPE table of the training texts, or the local GPT-2's tokenizer.
@@ -87,7 +88,7 @@ def train_instruction_expander(dataset: str, out: str | Path, steps: int = 1500,
     """
     dm = stage_datamodule(dataset, batch_size, resolution, seed, root)
     vocab = HFVocabulary(pretrained_lm) if pretrained_lm else CompactBPE.build(training_texts(dm))
-    cfg = config or ExpanderConfig(image_size=dm.resolution, pretrained_lm=pretrained_lm)
+    cfg = config or ExpanderConfig(image_size=dm.resolution, pretrained_lm=pretrained_lm, visual_tokens=visual_tokens)
     model = InstructionExpander(cfg, vocab)
     fit_stage(ExpanderModule(model, lr), dm, steps)
     model.eval()
@@ -95,7 +96,7 @@ def train_instruction_expander(dataset: str, out: str | Path, steps: int = 1500,
     visual = held_out_metrics(model, test, limit=eval_images)
     blind = held_out_metrics(model, test, zero_prefix=True, limit=eval_images)
     result = {"dataset": dataset, "resolution": dm.resolution, "steps": steps, "seed": seed,
-              "vocabulary": vocab.size, "pretrained_lm": pretrained_lm,
+              "vocabulary": vocab.size, "pretrained_lm": pretrained_lm, "visual_tokens": cfg.visual_tokens,
               "held_out": {"visual": visual, "zeroed_prefix": blind}}
     if isinstance(vocab, CompactBPE):  # held-out words the training texts never used
         result["held_out_unknown_tokens"] = sum(t == UNK for s in held_out_instructions(dm, eval_images)
