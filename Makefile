@@ -24,7 +24,8 @@ NO_ATTRIBUTES := flowers coco cars triplets
 EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
 EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
-.PHONY: setup train train-identity train-attr train-mllm evaluate table test bench bench-metrics preview clean
+.PHONY: setup train train-identity train-attr train-mllm evaluate table ablation table1 status test bench bench-metrics \
+	preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +75,22 @@ $(ATTRIBUTES): | $(STAMP)
 TABLE ?= table1
 table: $(STAMP)
 	$(XMGIE) table --spec experiments/tables/$(TABLE).yaml
+
+# The paper's tables as resumable pipelines (xmgie run): what is done is kept, an interrupted run resumes, a
+# failed stage is reported with its log. BUDGET=smoke|cpu|paper (default: paper with a GPU, else cpu).
+BUDGET ?= auto
+DATASETS ?= $(DATASET)
+RUN_ROOTS := $(if $(DATA_ROOT),--data-root $(DATASET)=$(DATA_ROOT))
+ablation: $(STAMP)
+	$(XMGIE) run --spec experiments/tables/table2.yaml --budget $(BUDGET) --datasets $(DATASETS) $(RUN_ROOTS) $(ARGS)
+
+table1: $(STAMP)
+	$(XMGIE) run --spec experiments/tables/table1.yaml --budget $(BUDGET) $(RUN_ROOTS) $(ARGS)
+
+# Every stage of TABLE's pipeline: done / running / failed (with its log) / interrupted / pending.
+status: $(STAMP)
+	$(XMGIE) run --spec experiments/tables/$(TABLE).yaml --budget $(BUDGET) --status \
+		$(if $(filter table2,$(TABLE)),--datasets $(DATASETS)) $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests $(ARGS)

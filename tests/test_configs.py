@@ -13,7 +13,8 @@ DATA_YAMLS = [p for p in YAMLS if p.parent.name == "data"]
 ABLATION_YAMLS = [p for p in YAMLS if p.parent.name == "ablation"]
 TABLE_YAMLS = [p for p in YAMLS if p.parent.name == "tables"]  # table specs: parsed in tests/evaluation
 EVALUATION = REPO / "experiments" / "evaluation.yaml"             # an overlay: adds the evaluation callback
-RUN_YAMLS = [p for p in YAMLS if p.parent.name not in ("data", "ablation", "tables") and p != EVALUATION]
+BUDGETS = REPO / "experiments" / "budgets.yaml"                   # xmgie run's budgets: parsed in tests/pipeline
+RUN_YAMLS = [p for p in YAMLS if p.parent.name not in ("data", "ablation", "tables") and p not in (EVALUATION, BUDGETS)]
 TRAIN = REPO / "experiments" / "train.yaml"
 
 
@@ -54,3 +55,23 @@ def test_evaluation_overlay_adds_the_suite_callback(tmp_path):
                    args=["--config", str(TRAIN), "--config", str(EVALUATION), "--data", str(DATA_YAMLS[0]),
                          f"--trainer.default_root_dir={tmp_path}"])
     assert sum(isinstance(c, EvaluationCallback) for c in cli.trainer.callbacks) == 1
+
+
+@pytest.mark.parametrize("budget", ["smoke", "cpu", "paper"])
+def test_every_budget_is_accepted_by_the_training_cli(budget, tmp_path):
+    """Each budget's generator arguments (and the EarlyStopping callback of "paper") parse and instantiate."""
+    from xmgie.pipeline.runner import dataset_stages, load_budget
+
+    raw = {"methods": [{"name": "m", "config": str(ABLATION_YAMLS[0])}]}
+    stage = next(s for s in dataset_stages(raw, "cub", None, load_budget(budget, REPO), 0, 0) if s.kind == "generator")
+    cli = XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, run=False,
+                   args=[*stage.argv[1:], f"--trainer.default_root_dir={tmp_path}"])  # the runner's command
+    assert type(cli.datamodule).__name__ == "CUBDataModule"
+    if budget == "smoke":
+        assert cli.datamodule.resolution == 16 and cli.datamodule.batch_size == 4
+    assert isinstance(cli.model, XMGIEModule)
+    if budget == "paper":
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        stop = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
+        assert len(stop) == 1 and stop[0].monitor == "val/psnr" and cli.trainer.max_epochs == 200

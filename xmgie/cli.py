@@ -4,6 +4,7 @@
     xmgie edit --ckpt C --image I --prompt P [--mask M] [--out O]
     xmgie evaluate --ckpt C [--dataset D] [--split test]     results/<dataset>/<method>.json
     xmgie table --spec experiments/tables/table1.yaml           tables/table1.{md,csv,tex}
+    xmgie run --spec experiments/tables/table2.yaml [--budget cpu] [--datasets shapes] [--status]
     xmgie weights status|fetch|verify [NAME ...]                 the pretrained backbones
     xmgie data preview --dataset shapes [--root R] --out grid.png
     xmgie data fixture --dataset cub --root cub-fixture            a miniature tree in the official layout
@@ -64,6 +65,18 @@ def _table(args: argparse.Namespace) -> None:
     written = render(args.spec, args.out, args.root)
     print(written["md"].read_text())
     print("\n".join(str(p) for p in written.values()))
+
+
+def _run(args: argparse.Namespace) -> None:
+    from xmgie.pipeline import run_table
+
+    roots = {}
+    for item in args.data_root or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise UserError(f"--data-root takes DATASET=PATH, got {item!r}")
+        roots[name] = path
+    run_table(args.spec, args.budget, args.datasets, roots, args.status, args.work, args.results)
 
 
 def _weights(args: argparse.Namespace) -> None:
@@ -216,6 +229,18 @@ def _file_parser() -> argparse.ArgumentParser:
     t.add_argument("--root", default=".", help="folder the spec's result paths are relative to")
     t.add_argument("--out", help="output path without extension (default: <root>/tables/<spec name>)")
     t.set_defaults(func=_table)
+
+    r = sub.add_parser("run", help="a paper table as a resumable pipeline: train, evaluate, aggregate, render")
+    r.add_argument("--spec", required=True, help="experiments/tables/table1.yaml or table2.yaml")
+    r.add_argument("--budget", default="auto", help="smoke | cpu | paper (experiments/budgets.yaml); auto: paper "
+                   "with a GPU, else cpu")
+    r.add_argument("--datasets", nargs="+", help="only these datasets of the spec")
+    r.add_argument("--data-root", action="append", metavar="DATASET=PATH", help="where a dataset lives "
+                   "(default data/<dataset>); repeatable")
+    r.add_argument("--status", action="store_true", help="list every stage (done/running/failed/…) and exit")
+    r.add_argument("--work", default="runs/pipeline", help="folder of the stages")
+    r.add_argument("--results", default=".", help="where results/ (result files, tables, plots) is written")
+    r.set_defaults(func=_run)
 
     w = sub.add_parser("weights", help="the pretrained backbones in $XMGIE_WEIGHTS")
     wsub = w.add_subparsers(dest="weights_command", required=True)

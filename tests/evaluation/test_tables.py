@@ -100,3 +100,32 @@ def test_table_command_prints_markdown_and_writes_three_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "**4.28**" in out
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["small.csv", "small.md", "small.tex"]
+
+
+def test_several_seeds_render_as_mean_plus_minus_std_and_bold_compares_means(tmp_path):
+    import statistics
+
+    from xmgie.pipeline.runner import Stage, aggregate
+
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC.format(layout="rows"))
+    stages = []
+    for method, psnrs in (("base", [24.0, 25.0, 26.5]), ("ours", [26.0, 26.1, 25.9])):
+        for seed, value in enumerate(psnrs):
+            s = Stage("evaluate", "birds", method, seed, [], folder=tmp_path / "pipe" / f"{method}{seed}")
+            s.folder.mkdir(parents=True)
+            r = result({"psnr": value}, {})
+            s.output.write_text(json.dumps({**r, "seed": seed}))
+            (s.folder / "stage.json").write_text(json.dumps({"status": "done"}))
+            stages.append(s)
+    raw = {"results": "results/{dataset}/{method}.json"}
+    aggregate(stages, raw, tmp_path)
+    merged = json.loads((tmp_path / "results/birds/base.json").read_text())
+    assert merged["metrics"]["psnr"] == pytest.approx(statistics.fmean([24.0, 25.0, 26.5]))
+    assert merged["metrics_std"]["psnr"] == pytest.approx(statistics.stdev([24.0, 25.0, 26.5]))
+    assert merged["seeds"] == [0, 1, 2] and len(merged["runs"]) == 3
+    s = load_spec(spec)
+    md = to_markdown(s, read_results(s, tmp_path))
+    assert "| Birds | Baseline | n/c | n/c | n/c | 25.17 ± 1.26 | – |" in md
+    assert "| Birds | Ours | n/c | n/c | n/c | **26.00 ± 0.10** | – |" in md
+    assert "seed 0, 1, 2 (mean ± std)" in md

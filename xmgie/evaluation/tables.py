@@ -10,6 +10,7 @@ HIGHER_IS_BETTER) — but only when every value compared was computed with the s
     missing    no result file: nothing was run, nothing is filled in
     n/c        the result exists but this metric was not computed (e.g. no attribute classifier given)
     x†         computed with an uncalibrated (random-weights) backbone: not comparable to published numbers
+    x ± s      mean and standard deviation over seeds (a result file with "metrics_std"); bold compares means
 
 The footnote lists each metric's backbone(s) with sha256, the seeds, sample counts and DDIM steps.
 """
@@ -110,7 +111,10 @@ def dataset_block(spec: TableSpec, d: DatasetSpec, results: dict, columns: list[
             else:
                 v = float(result["metrics"][metric])
                 dagger = "†" if metric in result.get("uncalibrated", []) else ""
-                row.append(Cell(f"{v:.{DECIMALS.get(metric, 3)}f}{dagger}", v))
+                places = DECIMALS.get(metric, 3)
+                std = result.get("metrics_std", {}).get(metric)  # several seeds: mean ± std
+                spread = f" ± {float(std):.{places}f}" if std is not None else ""
+                row.append(Cell(f"{v:.{places}f}{spread}{dagger}", v))
         rows.append(row)
     for j, metric in enumerate(columns):
         have = [(i, rows[i][j].value) for i in range(len(rows)) if rows[i][j].value is not None]
@@ -219,9 +223,10 @@ def to_latex(spec: TableSpec, results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(spec_path: str | Path, out: str | Path | None = None, root: str | Path = ".") -> dict[str, Path]:
-    """Write <out>.md, <out>.csv and <out>.tex (default out: tables/<spec name>) and return their paths."""
-    spec = load_spec(spec_path)
+def render(spec_path: str | Path | TableSpec, out: str | Path | None = None, root: str | Path = ".") -> dict[str, Path]:
+    """Write <out>.md, <out>.csv and <out>.tex (default out: tables/<spec name>) and return their paths.
+    `spec_path`: a spec file, or a TableSpec already loaded (and narrowed by the caller)."""
+    spec = spec_path if isinstance(spec_path, TableSpec) else load_spec(spec_path)
     results = read_results(spec, root)
     out = Path(out) if out else Path(root) / "tables" / spec.name
     out.parent.mkdir(parents=True, exist_ok=True)

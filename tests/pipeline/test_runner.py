@@ -1,0 +1,159 @@
+"""`xmgie run` / `make ablation` / `make table1` at the smoke budget: tables from measured results only, stages
+kept when done, resumed when interrupted, isolated when failing."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from xmgie.errors import UserError
+from xmgie.pipeline import run_table
+from xmgie.pipeline.runner import load_budget, plan
+
+MAKE = ["make", "-s", "-C", str(REPO), "STAMP=", f"XMGIE={sys.executable} -m xmgie.cli", "BUDGET=smoke"]
+
+
+def _make(target: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*MAKE, target, *extra, f"ARGS=--work {tmp}/pipe --results {tmp}"], capture_output=True,
+                          text=True, timeout=600)
+
+
+def _stage_records(work: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in work.rglob("stage.json")}
+
+
+@pytest.fixture(scope="module")
+def table1_run(tmp_path_factory) -> Path:
+    """An uninterrupted `make table1 BUDGET=smoke`: shapes is run, the six datasets on disk are not found."""
+    tmp = tmp_path_factory.mktemp("table1")
+    proc = _make("table1", tmp)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return tmp
+
+
+def test_make_table1_runs_shapes_and_names_the_datasets_it_did_not_find(table1_run):
+    md = (table1_run / "results" / "table1.md").read_text()
+    rows = {line.split("|")[2].strip(): line for line in md.splitlines() if line.startswith("| shapes")}
+    assert set(rows) == {"SISGAN", "TAGAN", "ManiGAN", "HiFill", "GLIDE", "PFB-Diff", "MGIE", "xMGIE"}
+    assert "missing" in rows["SISGAN"] and "missing" not in rows["MGIE"] and "missing" not in rows["xMGIE"]
+    for d in ("cub", "flowers", "coco", "celebahq", "cars", "deepfashion"):
+        assert f"- {d}: not run: data not found at data/{d}" in md
+    assert (table1_run / "results" / "table1.png").stat().st_size > 1000
+    record = json.loads((table1_run / "results" / "shapes" / "xmgie.json").read_text())
+    assert record["seeds"] == [0] and Path(record["runs"][0]["result"]).is_file()
+
+
+def test_make_ablation_smoke_fills_table2_for_shapes(tmp_path):
+    proc = _make("ablation", tmp_path, "DATASETS=shapes")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    md = (tmp_path / "results" / "table2.md").read_text()
+    for label in ("xMGIE (full)", "w/o PFB", "w/o CAM", "w/o IE", "w/o GB"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+        assert "missing" not in row and re.search(r"\d+\.\d+", row)
+    assert "CUB" not in md  # only the datasets asked for
+    assert len(list((tmp_path / "pipe" / "shapes").glob("generator-*"))) == 5
+
+
+def _normalised(path: Path, work: Path) -> str:
+    return path.read_text().replace(str(work), "<work>")
+
+
+def test_an_interrupted_run_resumes_without_repeating_finished_stages(table1_run, tmp_path):
+    work = tmp_path / "pipe"
+    cmd = [sys.executable, "-m", "xmgie.cli", "run", "--spec", "experiments/tables/table1.yaml", "--budget", "smoke",
+           "--work", str(work), "--results", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    killed_in = None
+    deadline = time.time() + 300
+    while time.time() < deadline and killed_in is None:
+        for name, rec in _stage_records(work).items():
+            if name.startswith("evaluate-") and rec.get("status") == "running":
+                os.killpg(proc.pid, signal.SIGKILL)  # the runner and its stage, mid-evaluation
+                killed_in = name
+                break
+        time.sleep(0.2)
+    proc.wait(timeout=60)
+    assert killed_in, "no evaluation stage was seen running"
+    before = {k: v for k, v in _stage_records(work).items() if v["status"] == "done"}
+    assert before and killed_in not in before
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=600)
+    after = _stage_records(work)
+    for name, rec in before.items():  # finished stages were kept, not run again
+        assert after[name] == rec
+    assert after[killed_in]["status"] == "done" and after[killed_in]["attempts"] == 2
+    for ext in ("md", "csv"):
+        assert _normalised(tmp_path / "results" / f"table1.{ext}", work) == \
+            _normalised(table1_run / "results" / f"table1.{ext}", table1_run / "pipe")
+
+
+def test_an_interrupted_generator_resumes_from_its_last_checkpoint(table1_run, tmp_path):
+    work = shutil.copytree(table1_run / "pipe", tmp_path / "pipe")
+    gen = next(work.glob("shapes/generator-xmgie-*"))
+    rec = json.loads((gen / "stage.json").read_text())
+    (gen / "stage.json").write_text(json.dumps({**rec, "status": "running", "pid": 2 ** 22 + 17}))  # a dead pid
+    stages, _, _ = plan("experiments/tables/table1.yaml", load_budget("smoke", REPO), work=work)
+    by_folder = {s.folder.name: s for s in stages}
+    assert by_folder[gen.name].status() == "interrupted"
+    run_table("experiments/tables/table1.yaml", "smoke", work=work, results_root=tmp_path, log=lambda _: None)
+    again = json.loads((gen / "stage.json").read_text())
+    assert again["status"] == "done" and again["resumed"] and "--ckpt_path=" in again["command"]
+    assert again["attempts"] == rec["attempts"] + 1
+
+
+def test_a_failed_stage_is_reported_and_only_its_dependents_are_skipped(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  no_such_option: 1\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""name: tiny
+caption: two methods
+layout: rows
+columns: [ssim, psnr]
+results: "results/{{dataset}}/{{method}}.json"
+datasets:
+  - {{name: shapes, label: shapes}}
+methods:
+  - {{name: good, label: Good, config: experiments/ablation/base.yaml}}
+  - {{name: bad, label: Bad, config: {bad}}}
+""")
+    lines = []
+    with pytest.raises(UserError, match="2 stage\\(s\\) did not finish: shapes/generator/bad/seed0"):
+        run_table(spec, "smoke", work=tmp_path / "pipe", results_root=tmp_path, log=lines.append)
+    assert any(line.startswith("failed   shapes/generator/bad/seed0") and "log.txt" in line for line in lines)
+    assert any(line.startswith("blocked  shapes/evaluate/bad/seed0") for line in lines)
+    md = (tmp_path / "results" / "tiny.md").read_text()
+    assert "| shapes | Good |" in md and "missing" in next(r for r in md.splitlines() if "| Bad |" in r)
+    status = []
+    run_table(spec, "smoke", work=tmp_path / "pipe", status=True, log=status.append)
+    failed = next(line for line in status if "generator/bad" in line)
+    assert failed.startswith("failed") and "log: " in failed and "no_such_option" in Path(
+        failed.split("log: ")[1]).read_text()
+
+
+def test_stage_keys_follow_their_inputs(tmp_path):
+    config = tmp_path / "m.yaml"
+    config.write_text((REPO / "experiments/ablation/full.yaml").read_text())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""name: k
+layout: rows
+columns: [psnr]
+datasets: [{{name: shapes, label: shapes}}]
+methods: [{{name: m, label: M, config: {config}}}]
+""")
+    budget = load_budget("smoke", REPO)
+    first = {s.label: s.key for s in plan(spec, budget, work=tmp_path)[0]}
+    config.write_text(config.read_text() + "\n# a changed comment is a changed config\n")
+    second = {s.label: s.key for s in plan(spec, budget, work=tmp_path)[0]}
+    assert first["shapes/identity"] == second["shapes/identity"]  # upstream of the method: kept
+    assert first["shapes/generator/m/seed0"] != second["shapes/generator/m/seed0"]
+    assert first["shapes/evaluate/m/seed0"] != second["shapes/evaluate/m/seed0"]  # downstream: new too
+    with pytest.raises(UserError, match="unknown budget"):
+        load_budget("huge", REPO)
+    assert load_budget("cpu", REPO)["seeds"] == [0, 1, 2]

@@ -1,0 +1,343 @@
+"""`xmgie run --spec experiments/tables/table2.yaml`: a table as a resumable pipeline of stages.
+
+Per dataset whose data is present:
+    identity     E_id (`xmgie identity train`)            when the dataset has identity labels
+    attributes   AA classifier (`xmgie attributes train`) when it has attributes
+    generator    `xmgie fit` per method and seed           (method config from the spec; needs E_id for IE)
+    evaluate     `xmgie evaluate` per method and seed      (needs its generator, E_id, the classifier)
+then per method the mean ± std over seeds into the spec's result file, and the table (+ a plot).
+
+Every stage runs as a subprocess into its own folder runs/pipeline/<dataset>/<stage>-<key>/, where <key> hashes
+the stage's resolved command, the text of every config file it reads and the keys of the stages it needs:
+change anything upstream and everything downstream gets a new folder, change nothing and a finished stage is
+skipped. `stage.json` records status, wall time and the log; an interrupted generator resumes from its
+last.ckpt; a failed stage is reported with its log and only the stages that need it are skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xmgie.errors import UserError
+
+BUDGETS_FILE = "experiments/budgets.yaml"
+TRAIN_CONFIG = "experiments/train.yaml"
+STAGE_KINDS = ("identity", "attributes", "generator", "evaluate")
+
+
+@dataclass
+class Stage:
+    """One unit of work: `argv` (after `xmgie`) run in `folder`; `output` exists when it has finished."""
+
+    kind: str
+    dataset: str
+    method: str
+    seed: int
+    argv: list[str]
+    needs: list["Stage"] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # config files whose text is part of the key
+    key: str = ""
+    folder: Path = Path()
+
+    @property
+    def label(self) -> str:
+        return "/".join(p for p in (self.dataset, self.kind, self.method, f"seed{self.seed}" if self.method else "")
+                        if p)
+
+    @property
+    def output(self) -> Path:
+        return self.folder / {"identity": "encoder.pt", "attributes": "classifier.pt",
+                              "generator": "run/checkpoints/last.ckpt", "evaluate": "result.json"}[self.kind]
+
+    def record(self) -> dict[str, Any]:
+        path = self.folder / "stage.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def status(self) -> str:
+        """done | running | failed | interrupted | pending."""
+        rec = self.record()
+        state = rec.get("status", "pending")
+        if state == "running" and not _alive(rec.get("pid")):
+            return "interrupted"
+        if state == "done" and not self.output.exists():
+            return "pending"
+        return state
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _key(stage: Stage, repo: Path) -> str:
+    texts = {f: (repo / f).read_text() for f in stage.files}
+    blob = json.dumps({"kind": stage.kind, "dataset": stage.dataset, "method": stage.method, "seed": stage.seed,
+                       "argv": stage.argv, "files": texts, "needs": [s.key for s in stage.needs]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def load_budget(name: str, repo: Path) -> dict[str, Any]:
+    """A budget of experiments/budgets.yaml; "auto": "paper" with a GPU, else "cpu"."""
+    if name == "auto":
+        import torch
+
+        name = "paper" if torch.cuda.is_available() else "cpu"
+    budgets = yaml.safe_load((repo / BUDGETS_FILE).read_text())
+    if name not in budgets:
+        raise UserError(f"unknown budget {name!r}; {BUDGETS_FILE} has {', '.join(budgets)}")
+    return {"name": name, **budgets[name]}
+
+
+def data_root(dataset: str, roots: dict[str, str]) -> str | None:
+    return roots.get(dataset)
+
+
+def dataset_facts(dataset: str, root: str | None) -> tuple[bool, str, int, int]:
+    """(present, where, identities, attributes): whether the data can be read, and its label counts."""
+    from data_modules import build_datamodule
+    from data_modules.records import DatasetMissing
+
+    try:
+        dm = build_datamodule(dataset, root=root)
+        return True, str(getattr(dm, "root", "embedded")), dm.num_identities, dm.num_attributes
+    except DatasetMissing as err:
+        return False, str(err).split(";")[0].removeprefix(f"{dataset}: expected "), 0, 0
+
+
+def plan(spec_path: str | Path, budget: dict[str, Any], datasets: list[str] | None = None,
+         roots: dict[str, str] | None = None, work: str | Path = "runs/pipeline",
+         repo: str | Path = ".") -> tuple[list[Stage], dict[str, str], dict[str, Any]]:
+    """The stages of a table spec: (stages in run order, {dataset: why it is not run}, the raw spec)."""
+    repo, roots = Path(repo), roots or {}
+    raw = yaml.safe_load((repo / spec_path).read_text() if not Path(spec_path).is_absolute()
+                         else Path(spec_path).read_text())
+    names = [d["name"] for d in raw["datasets"]]
+    if datasets:
+        unknown = set(datasets) - set(names)
+        if unknown:
+            raise UserError(f"{spec_path} has no dataset(s) {sorted(unknown)}; it lists {', '.join(names)}")
+        names = [n for n in names if n in datasets]
+    stages: list[Stage] = []
+    skipped: dict[str, str] = {}
+    for dataset in names:
+        root = data_root(dataset, roots)
+        present, where, n_ids, n_attrs = dataset_facts(dataset, root)
+        if not present:
+            skipped[dataset] = f"not run: data not found at {where}"
+            continue
+        stages += dataset_stages(raw, dataset, root, budget, n_ids, n_attrs)
+    for s in stages:  # in order: every stage's needs come before it
+        s.key = _key(s, repo)
+        s.folder = Path(work) / s.dataset / f"{s.kind}{'-' + s.method if s.method else ''}" \
+            f"{'-s' + str(s.seed) if s.method else ''}-{s.key}"
+    _fill_paths(stages)
+    return stages, skipped, raw
+
+
+def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_ids: int, n_attrs: int) -> list[Stage]:
+    """identity, attributes, then generator + evaluate per runnable method and seed."""
+    data = ["--data-root", root] if root else []
+    out: list[Stage] = []
+    identity = attributes = None
+    if n_ids > 0:
+        identity = Stage("identity", dataset, "", 0, ["identity", "train", "--dataset", dataset, *data,
+                                                      *budget.get("identity", [])])
+        out.append(identity)
+    if n_attrs > 0:
+        attributes = Stage("attributes", dataset, "", 0, ["attributes", "train", "--dataset", dataset, *data,
+                                                          *budget.get("attributes", [])])
+        out.append(attributes)
+    data_yaml = f"experiments/data/{dataset}.yaml"
+    for m in raw["methods"]:
+        config = m.get("config") if isinstance(m, dict) else None
+        if not config:
+            continue  # a method without a config (a baseline not built yet): its cells stay "missing"
+        name = m["name"]
+        for seed in budget["seeds"]:
+            budget_args = budget.get("generator", [])
+            data_args = [a for a in budget_args if a.startswith("--data.")]  # they apply once the class is set
+            argv = ["fit", "--config", TRAIN_CONFIG, "--config", config,
+                    *[a for a in budget_args if a not in data_args], "--data", data_yaml, *data_args,
+                    *([f"--data.init_args.root={root}"] if root else []),
+                    f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
+            needs = [identity] if identity and "ie" in _enabled_modules(config) else []
+            gen = Stage("generator", dataset, name, seed, argv, needs, [TRAIN_CONFIG, config, data_yaml] +
+                        [a for a in budget.get("generator", []) if a.endswith(".yaml")])
+            ev = Stage("evaluate", dataset, name, seed, ["evaluate", "--dataset", dataset, *data, "--name", name,
+                                                        "--seed", str(seed), *budget.get("evaluate", [])],
+                       [gen] + [s for s in (identity, attributes) if s])
+            out += [gen, ev]
+    return out
+
+
+def _enabled_modules(config: str) -> list[str]:
+    cfg = yaml.safe_load(Path(config).read_text()) or {}
+    mods = cfg.get("model", {}).get("modules", {})
+    return [k for k, v in mods.items() if isinstance(v, dict) and v.get("enabled")]
+
+
+def _fill_paths(stages: list[Stage]) -> None:
+    """Arguments that name other stages' outputs (known once every folder is)."""
+    for s in stages:
+        ident = next((n for n in s.needs if n.kind == "identity"), None)
+        if s.kind in ("identity", "attributes"):
+            s.argv += ["--out", str(s.output)]
+        elif s.kind == "generator":
+            s.argv += [f"--trainer.default_root_dir={s.folder / 'run'}"]  # the run's own files apart from ours
+            if ident:
+                s.argv += [f"--model.modules.ie.weights={ident.output}"]
+        elif s.kind == "evaluate":
+            gen = next(n for n in s.needs if n.kind == "generator")
+            attr = next((n for n in s.needs if n.kind == "attributes"), None)
+            s.argv += ["--ckpt", str(gen.output), "--out", str(s.output)]
+            s.argv += ["--identity", str(ident.output)] if ident else []
+            s.argv += ["--attributes", str(attr.output)] if attr else []
+
+
+def _stage_child(argv: list[str], log: str) -> None:
+    """A forked stage: output to the log, run the command, exit with its status."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    # the parent's sys.stdout/stderr may be wrappers that do not write to fds 1 and 2 (pytest's capture)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    code = 0
+    try:
+        from xmgie.cli import main
+
+        main(argv)
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else 1
+    except BaseException:  # noqa: BLE001  the traceback goes to the stage's log, the status to its record
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _launch(argv: list[str], log: Path, fork: bool):
+    """Start a stage: a fork of this process (its imports are already done: ~8 s less per stage) or a fresh
+    interpreter (needed once CUDA is in use: a forked child cannot use it)."""
+    if fork:
+        import multiprocessing
+
+        proc = multiprocessing.get_context("fork").Process(target=_stage_child, args=(argv, str(log)))
+        proc.start()
+        return proc.pid, lambda: (proc.join(), proc.exitcode)[1]
+    out = open(log, "a")
+    popen = subprocess.Popen([sys.executable, "-m", "xmgie.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
+                             env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
+    return popen.pid, lambda: (popen.wait(), out.close())[0]
+
+
+def run_stage(stage: Stage, fork: bool = False) -> str:
+    """Run one stage to completion in its own process; returns its final status (done | failed)."""
+    stage.folder.mkdir(parents=True, exist_ok=True)
+    argv = list(stage.argv)
+    resumed = stage.kind == "generator" and stage.output.is_file()
+    if resumed:
+        argv.append(f"--ckpt_path={stage.output}")  # an interrupted run continues from its last checkpoint
+    log = stage.folder / "log.txt"
+    previous = stage.record()
+    rec = {"stage": stage.label, "status": "running", "key": stage.key, "command": shlex.join(["xmgie", *argv]),
+           "log": str(log), "started": _now(), "attempts": previous.get("attempts", 0) + 1, "resumed": resumed}
+    start = time.perf_counter()
+    with open(log, "a") as f:
+        f.write(f"\n# {rec['started']} attempt {rec['attempts']}: {rec['command']}\n")
+    pid, wait = _launch(argv, log, fork)
+    _write(stage, {**rec, "pid": pid})
+    code = wait()
+    ok = code == 0 and stage.output.exists()
+    _write(stage, {**rec, "status": "done" if ok else "failed", "exit_code": code, "finished": _now(),
+                   "wall_time_s": round(time.perf_counter() - start + previous.get("wall_time_s", 0.0), 1)})
+    return "done" if ok else "failed"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write(stage: Stage, rec: dict) -> None:
+    tmp = stage.folder / "stage.json.tmp"
+    tmp.write_text(json.dumps(rec, indent=2) + "\n")
+    tmp.replace(stage.folder / "stage.json")
+
+
+def execute(stages: list[Stage], log=print, fork: bool = False) -> dict[str, str]:
+    """Run what is not done, in order; a failure skips only the stages that need it. {label: status}."""
+    final: dict[str, str] = {}
+    for s in stages:
+        blocked = [n.label for n in s.needs if final.get(n.label) not in ("done",)]
+        if blocked:
+            final[s.label] = "blocked"
+            log(f"blocked  {s.label}: needs {', '.join(blocked)}")
+            continue
+        if s.status() == "done":
+            final[s.label] = "done"
+            log(f"done     {s.label} (kept: {s.folder})")
+            continue
+        log(f"running  {s.label} -> {s.folder}")
+        final[s.label] = run_stage(s, fork)
+        rec = s.record()
+        log(f"{final[s.label]:8s} {s.label} in {rec.get('wall_time_s')} s" +
+            (f"; log: {rec['log']}" if final[s.label] == "failed" else ""))
+    return final
+
+
+def aggregate(stages: list[Stage], raw: dict, results_root: str | Path = ".") -> list[Path]:
+    """Per (dataset, method): the seeds' result files into the spec's result path — mean, and std over seeds
+    where there are several — keeping every per-seed file's provenance."""
+    written = []
+    by_method: dict[tuple[str, str], list[Stage]] = {}
+    for s in stages:
+        if s.kind == "evaluate" and s.status() == "done":
+            by_method.setdefault((s.dataset, s.method), []).append(s)
+    for (dataset, method), done in by_method.items():
+        runs = [json.loads(s.output.read_text()) for s in done]
+        merged = dict(runs[0])
+        names = set.intersection(*(set(r["metrics"]) for r in runs))
+        merged["metrics"] = {k: statistics.fmean(r["metrics"][k] for r in runs) for k in sorted(names)}
+        if len(runs) > 1:
+            merged["metrics_std"] = {k: statistics.stdev(r["metrics"][k] for r in runs) for k in sorted(names)}
+        merged["seeds"] = [r["seed"] for r in runs]
+        merged["seed"] = ", ".join(str(r["seed"]) for r in runs) + (" (mean ± std)" if len(runs) > 1 else "")
+        merged["runs"] = [{"seed": r["seed"], "result": str(s.output), "stage": str(s.folder),
+                           "metrics": r["metrics"]} for r, s in zip(runs, done)]
+        path = Path(results_root) / raw.get("results", "results/{dataset}/{method}.json").format(
+            dataset=dataset, method=method)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(merged, indent=2) + "\n")
+        written.append(path)
+    return written
+
+
+def status_lines(stages: list[Stage], skipped: dict[str, str]) -> list[str]:
+    lines = []
+    for s in stages:
+        rec = s.record()
+        wall = f"{rec['wall_time_s']} s" if "wall_time_s" in rec else ""
+        log = f" log: {rec['log']}" if s.status() == "failed" else ""
+        lines.append(f"{s.status():11s} {s.label:42s} {wall:>10s}  {s.folder}{log}")
+    lines += [f"{'not run':11s} {d}: {why}" for d, why in skipped.items()]
+    return lines
