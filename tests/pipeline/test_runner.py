@@ -106,6 +106,7 @@ def test_an_interrupted_generator_resumes_from_its_last_checkpoint(table1_run, t
     again = json.loads((gen / "stage.json").read_text())
     assert again["status"] == "done" and again["resumed"] and "--ckpt_path=" in again["command"]
     assert again["attempts"] == rec["attempts"] + 1
+    assert again["code"] is None or re.fullmatch(r"[0-9a-f]{4,}(-dirty)?", again["code"])  # the commit that ran it
 
 
 def test_a_failed_stage_is_reported_and_only_its_dependents_are_skipped(tmp_path):

@@ -263,7 +263,8 @@ def run_stage(stage: Stage, fork: bool = False) -> str:
     log = stage.folder / "log.txt"
     previous = stage.record()
     rec = {"stage": stage.label, "status": "running", "key": stage.key, "command": shlex.join(["xmgie", *argv]),
-           "log": str(log), "started": _now(), "attempts": previous.get("attempts", 0) + 1, "resumed": resumed}
+           "log": str(log), "started": _now(), "attempts": previous.get("attempts", 0) + 1, "resumed": resumed,
+           "code": code_version()}
     start = time.perf_counter()
     with open(log, "a") as f:
         f.write(f"\n# {rec['started']} attempt {rec['attempts']}: {rec['command']}\n")
@@ -274,6 +275,19 @@ def run_stage(stage: Stage, fork: bool = False) -> str:
     _write(stage, {**rec, "status": "done" if ok else "failed", "exit_code": code, "finished": _now(),
                    "wall_time_s": round(time.perf_counter() - start + previous.get("wall_time_s", 0.0), 1)})
     return "done" if ok else "failed"
+
+
+def code_version() -> str | None:
+    """The git commit of the code that ran a stage (+ "-dirty" with uncommitted changes); None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
 
 
 def _now() -> str:
