@@ -13,7 +13,7 @@ import numpy as np
 from data_modules.base import register
 from data_modules.images import fit_mask, read_gray
 from data_modules.masks import box_mask, threshold_mask
-from data_modules.records import FileDataModule, Record, read_captions
+from data_modules.records import FileDataModule, Record, check_choice, read_captions
 
 NUM_ATTRIBUTES = 312
 
@@ -53,10 +53,8 @@ class CUBDataModule(FileDataModule):
     crop_ratio = 0.75
 
     def __init__(self, root: str | None = None, split: str = "classes", **kwargs):
-        if split not in ("classes", "official"):
-            raise ValueError(f"split must be 'classes' or 'official', got {split!r}")
         super().__init__(root, **kwargs)
-        self.split = split
+        self.split = check_choice("split", split, ("classes", "official"))
 
     def index(self) -> dict[str, list[Record]]:
         base = "CUB_200_2011"

@@ -12,7 +12,7 @@ from scipy.io import loadmat
 from data_modules.base import register
 from data_modules.images import fit_mask, read_rgb
 from data_modules.masks import not_background_colour
-from data_modules.records import FileDataModule, Record, read_captions
+from data_modules.records import FileDataModule, Record, check_choice, read_captions
 
 
 def mat_vector(path: Path, key: str) -> np.ndarray:
@@ -37,10 +37,8 @@ class FlowersDataModule(FileDataModule):
     INDEX_OPTIONS = ("split",)
 
     def __init__(self, root: str | None = None, split: str = "classes", **kwargs):
-        if split not in ("classes", "official"):
-            raise ValueError(f"split must be 'classes' or 'official', got {split!r}")
         super().__init__(root, **kwargs)
-        self.split = split
+        self.split = check_choice("split", split, ("classes", "official"))
 
     def index(self) -> dict[str, list[Record]]:
         labels = mat_vector(self.require("imagelabels.mat"), "labels")  # (N,) 1..102

@@ -61,6 +61,13 @@ class Record:
     target: str | None = None
 
 
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """`value` when it is one of `allowed`; otherwise the one-line ValueError naming the option."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
+    return value
+
+
 def pairing(n: int, seed: int) -> np.ndarray:
     """(n,) index of the record whose text each record is edited with: a seeded permutation arranged as one
     cycle, so no record keeps its own text (n ≥ 2) and every run and every method edits the same pairs."""

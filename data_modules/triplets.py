@@ -13,7 +13,7 @@ import numpy as np
 
 from data_modules.base import register
 from data_modules.images import fit_mask, read_alpha, read_gray
-from data_modules.records import FileDataModule, Record, hash_fraction
+from data_modules.records import FileDataModule, Record, check_choice, hash_fraction
 
 
 @register
@@ -34,10 +34,8 @@ class TripletsDataModule(FileDataModule):
     protocol = "targets"
 
     def __init__(self, root: str | None = None, split: str = "hash", test_fraction: float = 0.1, **kwargs):
-        if split not in ("hash", "test"):
-            raise ValueError(f"split must be 'hash' or 'test', got {split!r}")
         super().__init__(root, **kwargs)
-        self.split, self.test_fraction = split, test_fraction
+        self.split, self.test_fraction = check_choice("split", split, ("hash", "test")), test_fraction
 
     def index(self) -> dict[str, list[Record]]:
         records = self._magicbrush() if (self.root / "edit_sessions.json").exists() else self._pix2pix()

@@ -178,6 +178,17 @@ def _identity_train(args: argparse.Namespace) -> None:
                                             seed=args.seed, root=args.data_root)))
 
 
+def _stage_arguments(p: argparse.ArgumentParser, out_help: str, steps: int, batch_size: int) -> None:
+    """What every training stage (identity, attributes, mllm) takes: dataset, data root, output, budget, seed."""
+    p.add_argument("--dataset", default="shapes")
+    p.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--resolution", type=int, help="default: the dataset's")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def _file_parser() -> argparse.ArgumentParser:
     from data_modules.fixtures import WRITERS
     from xmgie.models.classifier import CLASSIFIERS
@@ -254,15 +265,9 @@ def _file_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("attributes", help="the attribute classifier behind AA")
     asub = a.add_subparsers(dest="attributes_command", required=True)
     at = asub.add_parser("train", help="train a multi-label classifier on a dataset's attributes; prints JSON")
-    at.add_argument("--dataset", default="shapes")
-    at.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
-    at.add_argument("--out", required=True, help="weights file to write (a .json summary is written beside it)")
+    _stage_arguments(at, "weights file to write (a .json summary is written beside it)", 1000, 64)
     at.add_argument("--arch", default="cnn", choices=tuple(CLASSIFIERS))
-    at.add_argument("--steps", type=int, default=1000)
-    at.add_argument("--batch-size", type=int, default=64)
     at.add_argument("--lr", type=float, default=2e-3)
-    at.add_argument("--resolution", type=int, help="default: the dataset's")
-    at.add_argument("--seed", type=int, default=0)
     at.set_defaults(func=_attributes_train)
 
     d = sub.add_parser("data", help="look at a dataset")
@@ -285,14 +290,8 @@ def _file_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mllm", help="the instruction expander (visual-aware LM, §3.2)")
     msub = m.add_subparsers(dest="mllm_command", required=True)
     mt = msub.add_parser("train", help="train it on a dataset's (image, prompt, instruction) triples; prints JSON")
-    mt.add_argument("--dataset", default="shapes")
-    mt.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
-    mt.add_argument("--out", required=True, help="expander file to write (a .json of held-out metrics beside it)")
-    mt.add_argument("--steps", type=int, default=1500)
-    mt.add_argument("--batch-size", type=int, default=32)
+    _stage_arguments(mt, "expander file to write (a .json of held-out metrics beside it)", 1500, 32)
     mt.add_argument("--lr", type=float, default=1e-3)
-    mt.add_argument("--resolution", type=int, help="default: the dataset's")
-    mt.add_argument("--seed", type=int, default=0)
     mt.add_argument("--pretrained-lm", help="a local GPT-2 folder (weights + tokenizer) to start from")
     mt.add_argument("--eval-images", type=int, default=256, help="held-out images scored after training")
     mt.add_argument("--visual-tokens", default="patches", choices=("patches", "pooled"),
@@ -309,15 +308,9 @@ def _file_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("identity", help="the identity encoder E_id of the IE module")
     isub = i.add_subparsers(dest="identity_command", required=True)
     it = isub.add_parser("train", help="train the small E_id CNN on a dataset's identity labels; prints JSON")
-    it.add_argument("--dataset", default="shapes")
-    it.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
-    it.add_argument("--out", required=True, help="weights file to write (a .json summary is written beside it)")
-    it.add_argument("--steps", type=int, default=1000)
-    it.add_argument("--batch-size", type=int, default=32)
-    it.add_argument("--resolution", type=int, help="default: the dataset's")
+    _stage_arguments(it, "weights file to write (a .json summary is written beside it)", 1000, 32)
     it.add_argument("--dim", type=int, default=64, help="embedding size D_id")
     it.add_argument("--loss", default="softmax", choices=("softmax", "arcface"))
-    it.add_argument("--seed", type=int, default=0)
     it.set_defaults(func=_identity_train)
     return p
 
