@@ -14,6 +14,8 @@ ATTRIBUTES := runs/$(DATASET)/attributes/classifier.pt
 MLLM := runs/$(DATASET)/mllm/expander.pt
 METHOD ?= xmgie
 ARGS ?=
+# the training config: experiments/train.yaml (tiny, CPU) or experiments/ip2p.yaml (InstructPix2Pix, GPU)
+CONFIG ?= experiments/train.yaml
 # where a dataset on disk lives (default: experiments/data/$(DATASET).yaml's root, data/$(DATASET))
 DATA_ROOT ?=
 DATA_ARG := $(if $(DATA_ROOT),--data.init_args.root=$(DATA_ROOT))
@@ -36,11 +38,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Trains into runs/$(DATASET)/$(NAME); run again after an interruption and it resumes from last.ckpt.
-# When the run turns IE on (an ablation config or --model.modules.ie.enabled=true) its frozen identity
+# When the run turns IE on (an ablation config, --model.modules.ie.enabled=true or ip2p.yaml) its frozen identity
 # encoder is trained first if it does not exist yet; the default run (modules off) does not wait for it.
-NEEDS_IDENTITY := $(or $(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)))
+NEEDS_IDENTITY := $(or $(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)),$(findstring ip2p,$(CONFIG)))
 train: $(STAMP) $(if $(NEEDS_IDENTITY),$(IDENTITY))
-	$(XMGIE) fit --config experiments/train.yaml --data experiments/data/$(DATASET).yaml $(DATA_ARG) \
+	$(XMGIE) fit --config $(CONFIG) --data experiments/data/$(DATASET).yaml $(DATA_ARG) \
 		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) \
 		$(if $(wildcard $(RUN)/checkpoints/last.ckpt),--ckpt_path=$(RUN)/checkpoints/last.ckpt) $(ARGS)
 

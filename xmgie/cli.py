@@ -6,6 +6,7 @@
     xmgie table --spec experiments/tables/table1.yaml           tables/table1.{md,csv,tex}
     xmgie run --spec experiments/tables/table2.yaml [--budget cpu] [--datasets shapes] [--status]
     xmgie weights status|fetch|verify [NAME ...]                 the pretrained backbones
+    xmgie weights random-ip2p --out DIR [--size ip2p-mini]      a random folder in the InstructPix2Pix layout
     xmgie data preview --dataset shapes [--root R] --out grid.png
     xmgie data fixture --dataset cub --root cub-fixture            a miniature tree in the official layout
     xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
@@ -26,11 +27,12 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _edit(args: argparse.Namespace) -> None:
-    from xmgie.inference import EditPipeline, read_image, read_mask
+    from xmgie.inference import EditPipeline, default_device, read_image, read_mask
 
     image = read_image(args.image)
     mask = read_mask(args.mask) if args.mask else None
-    pipe = EditPipeline.from_checkpoint(args.ckpt, expander=args.mllm)
+    pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.mllm,
+                                        bf16=args.bf16)
     instruction = pipe.instruction(image, args.prompt, num_beams=args.beams)
     how = f"expanded by {args.mllm}" if args.mllm else "the prompt itself: no instruction expander given (--mllm)"
     print(f"instruction: {instruction!r} ({how})", file=sys.stderr)
@@ -102,6 +104,15 @@ def _weights(args: argparse.Namespace) -> None:
         bad = [r["name"] for r in rows if r["state"] != "present"]
         if bad:
             raise UserError(f"not verified: {', '.join(bad)} (missing or wrong sha256; see above)")
+
+
+def _random_ip2p(args: argparse.Namespace) -> None:
+    from xmgie.models.ip2p_folder import write_ip2p_folder
+
+    try:
+        print(write_ip2p_folder(args.out, args.size, args.seed))
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def _attributes_train(args: argparse.Namespace) -> None:
@@ -211,6 +222,8 @@ def _file_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--mllm", help="instruction expander file (make train-mllm): expands the prompt first")
     e.add_argument("--beams", type=int, default=1, help="beam search width of the expansion (1: greedy)")
+    e.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    e.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; the full-scale ip2p model)")
     e.set_defaults(func=_edit)
 
     v = sub.add_parser("evaluate", help="edit a dataset split, compute IS/FID/LPIPS/SSIM/PSNR(/AA/IPS), write JSON")
@@ -261,6 +274,12 @@ def _file_parser() -> argparse.ArgumentParser:
         wc = wsub.add_parser(command, help=text)
         wc.add_argument("names", nargs="*", help="registry names (default: all)")
         wc.set_defaults(func=_weights)
+    wr = wsub.add_parser("random-ip2p", help="write a randomly initialised folder in the InstructPix2Pix layout "
+                         "(tries the latent path offline; its edits are noise)")
+    wr.add_argument("--out", required=True, help="folder to write")
+    wr.add_argument("--size", default="ip2p-mini", help="ip2p-mini (MBs, CPU) or ip2p (SD 1.5 shape, 4.3 GB)")
+    wr.add_argument("--seed", type=int, default=0)
+    wr.set_defaults(func=_random_ip2p)
 
     a = sub.add_parser("attributes", help="the attribute classifier behind AA")
     asub = a.add_subparsers(dest="attributes_command", required=True)

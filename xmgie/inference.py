@@ -52,21 +52,26 @@ def mask_to_tensor(mask: Image.Image, resolution: int) -> torch.Tensor:
     return torch.from_numpy((arr / peak >= 0.5).astype(np.float32))[None, None]
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class EditPipeline:
     """Edits images with a trained generator (the EMA weights) at its working resolution; the result is
     resized back to the input's size."""
 
-    def __init__(self, module, expander=None):
+    def __init__(self, module, expander=None, bf16: bool = False):
         """`expander`: an InstructionExpander that turns the prompt into the instruction (None: the prompt is
-        the instruction)."""
+        the instruction); `bf16`: run the generator under bfloat16 autocast."""
         self.module = module.eval()
         self.expander = expander.to(next(module.parameters()).device) if expander is not None else None
         self.resolution = int(module.data_info.get("resolution", 32))
         self.device = next(module.parameters()).device
+        self.bf16 = bf16
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu",
-                        expander: str | Path | None = None) -> "EditPipeline":
+                        expander: str | Path | None = None, bf16: bool = False) -> "EditPipeline":
         from xmgie.checkpoints import load_generator_module
         from xmgie.conditioning.instruction import load_expander
 
@@ -74,7 +79,7 @@ class EditPipeline:
             mllm = load_expander(expander, device) if expander else None
         except (FileNotFoundError, ValueError) as err:
             raise UserError(str(err)) from None
-        return cls(load_generator_module(path, device), mllm)
+        return cls(load_generator_module(path, device), mllm, bf16)
 
     def instruction(self, image: Image.Image, prompt: str, num_beams: int = 1) -> str:
         """The expressive instruction for `prompt` on `image` (Eq. 1), or the prompt without an expander."""
@@ -90,7 +95,8 @@ class EditPipeline:
         src = image_to_tensor(image, self.resolution).to(self.device)
         m = (mask_to_tensor(mask, self.resolution) if mask is not None else torch.ones(1, 1, *src.shape[-2:]))
         batch = {"source": src, "mask": m.to(self.device), "instruction": [instruction], "prompt": [instruction]}
-        out = self.module.edit(batch, steps=steps, seed=seed, guidance_text=guidance_text,
-                               guidance_image=guidance_image, texts=[instruction])
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.module.edit(batch, steps=steps, seed=seed, guidance_text=guidance_text,
+                                   guidance_image=guidance_image, texts=[instruction]).float()
         arr = ((out[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(arr).resize(image.size, Image.BICUBIC)

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
 import torch
-from diffusers import DDPMScheduler
 from torch import nn
 
-from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig
+from xmgie.conditioning.text_encoder import TextEncoderConfig
+from xmgie.models.backbone import Backbone, build_backbone
 from xmgie.models.plugin import EditCondition, EditPlugin, StopUNet, phases
-from xmgie.models.unet import UNET_SIZES, build_unet
+from xmgie.models.unet import UNET_SIZES
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -44,9 +44,17 @@ class GeneratorConfig:
             only shifting it.
         num_train_timesteps: T of the forward process.
         beta_schedule: diffusers schedule name; the cosine schedule suits small pixel-space images.
+        beta_start / beta_end: first and last β of the "linear" and "scaled_linear" schedules.
         residual: diffuse the edit (X_gt − X_ref) / 2 instead of X_gt, X_ref being the image the U-Net is shown.
-            Copying the source is then the zero output, which a small model learns at once; keep it off for
-            pretrained InstructPix2Pix weights, which denoise the target itself.
+            Copying the source is then the zero output, which a small model learns at once; pixel sizes only
+            (pretrained InstructPix2Pix weights denoise the target latent itself).
+        pretrained: a latent size's local diffusers folder in the timbrooks/instruct-pix2pix layout (or `ip2p`,
+            the weights registry's copy); None initialises the size's shapes at random. The folder's schedule
+            must equal the one configured here.
+        train_text_encoder: train the text tower with the U-Net (the `tiny` tower always trains: it starts
+            from random weights); a pretrained CLIP tower is frozen by default, as InstructPix2Pix keeps it.
+        gradient_checkpointing: recompute the U-Net's (and the VAE decoder's) activations in the backward pass.
+        compile: a torch.compile backend for the U-Net ("inductor" on GPUs), None for eager execution.
     """
 
     size: str = "tiny"
@@ -58,33 +66,56 @@ class GeneratorConfig:
     film: bool = False
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
     residual: bool = False
+    pretrained: str | None = None
+    train_text_encoder: bool = False
+    gradient_checkpointing: bool = False
+    compile: str | None = None
 
     def __post_init__(self) -> None:
         if self.size not in UNET_SIZES:
             raise ValueError(f"unknown size {self.size!r}; available: {', '.join(UNET_SIZES)}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if not self.latent and (self.pretrained or self.train_text_encoder):
+            raise ValueError(f"size {self.size!r} works in pixel space: pretrained and train_text_encoder are for "
+                             f"the latent sizes ({', '.join(k for k, v in UNET_SIZES.items() if v.latent)})")
+        if self.latent and self.residual:
+            raise ValueError("residual diffusion is for pixel sizes; a latent generator denoises the target latent")
+
+    @property
+    def latent(self) -> bool:
+        return UNET_SIZES[self.size].latent
 
 
 class EditGenerator(nn.Module):
     """Text encoder + U-Net + plugins, with the noise schedule they were trained under."""
 
-    def __init__(self, cfg: GeneratorConfig, plugins: Sequence[EditPlugin] = ()):
+    def __init__(self, cfg: GeneratorConfig, plugins: Sequence[EditPlugin] = (), backbone: Backbone | None = None):
         super().__init__()
         self.cfg = cfg
-        self.text_encoder = TextEncoder(cfg.text)
-        cond_channels = 4 if self.sees_mask else 3
-        self.unet = build_unet(cfg.size, in_channels=3 + cond_channels, out_channels=3,
-                               cross_attention_dim=cfg.text.width, pooled_text=cfg.pooled_text,
-                               film=cfg.film)
+        backbone = backbone or build_backbone(cfg)
+        self.text_encoder = backbone.text_encoder
+        self.codec = backbone.codec  # the frozen VAE of a latent size; None in pixel space
+        self.unet = backbone.unet
+        if cfg.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+            if self.codec is not None:
+                self.codec.vae.enable_gradient_checkpointing()
         self.plugins = nn.ModuleList(plugins)
         for plugin in self.plugins:
             plugin.attach(self.unet)
-        self.scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                                       prediction_type=cfg.prediction_type, clip_sample=False)
+        if cfg.compile:
+            self.unet.compile(backend=cfg.compile)  # in place: parameter names (checkpoints) are unchanged
+        self.scheduler = backbone.scheduler
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
         self.register_buffer("null_tokens", self.text_encoder.tokenize([""]), persistent=False)  # (1, T)
+
+    def backbone(self) -> Backbone:
+        """The parts this generator was built from (for a copy that shares the frozen ones)."""
+        return Backbone(self.unet, self.text_encoder, self.codec, self.scheduler)
 
     @property
     def sees_mask(self) -> bool:
@@ -92,10 +123,14 @@ class EditGenerator(nn.Module):
 
     # -- conditioning ------------------------------------------------------------------------
     def image_condition(self, cond: EditCondition) -> torch.Tensor:
-        """(B, 3 or 4, H, W): the source as shown (`reference`), plus the mask channel when the U-Net sees it;
-        samples whose image is dropped get zeros (the null image condition)."""
-        shown = self.reference(cond)
-        image = torch.cat([shown, cond.mask], dim=1) if self.sees_mask else shown  # (B, 3 or 4, H, W)
+        """(B, C (+1), h, w): the source as shown (`reference`; in latent space its unscaled VAE latent, as
+        InstructPix2Pix), plus the mask channel when the U-Net sees it; samples whose image is dropped get zeros
+        (the null image condition)."""
+        if self.codec is None:
+            shown, mask = self.reference(cond), cond.mask                      # (B, 3, H, W), (B, 1, H, W)
+        else:
+            shown, mask = cond.extras["shown_latent"], self.codec.mask(cond.mask)  # (B, 4, h, w), (B, 1, h, w)
+        image = torch.cat([shown, mask.to(shown.dtype)], dim=1) if self.sees_mask else shown
         return image * (~cond.image_dropped).to(image.dtype)[:, None, None, None]
 
     def tokenize(self, instructions: Sequence[str], text_dropped: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,6 +147,10 @@ class EditGenerator(nn.Module):
         image_dropped = none if image_dropped is None else image_dropped.to(source.device)
         cond = EditCondition(source=source, mask=mask, tokens=self.tokenize(instructions, text_dropped),
                              text_dropped=text_dropped, image_dropped=image_dropped)
+        if self.codec is not None:  # the VAE encodes the shown source once per edit, not once per U-Net call
+            latent = self.codec.encode_condition(self.reference(cond))  # (B, 4, h, w), unscaled
+            cond.extras["shown_latent"] = latent
+            cond.extras["reference_latent"] = latent * self.codec.scaling
         for plugin in self.plugins:
             plugin.prepare(cond)
         return cond
@@ -130,17 +169,32 @@ class EditGenerator(nn.Module):
         return cond.source * (1 - cond.mask) if self.cfg.hide_masked_source else cond.source
 
     def to_diffusion_space(self, image: torch.Tensor, cond: EditCondition) -> torch.Tensor:
-        """Image in [-1, 1] -> what is noised and denoised: the image, or the residual (image − ref) / 2."""
+        """Image (B, 3, H, W) in [-1, 1] -> what is noised and denoised: the image, the residual (image − ref) / 2,
+        or the VAE's scaled latent (B, 4, H/f, W/f), encoded without a graph."""
+        if self.codec is not None:
+            return self.codec.encode(image)
         return (image - self.reference(cond)) / 2 if self.cfg.residual else image
 
     def to_image_space(self, z: torch.Tensor, cond: EditCondition) -> torch.Tensor:
-        """Inverse of `to_diffusion_space`."""
+        """Inverse of `to_diffusion_space` (the VAE's decoder in latent space, differentiable in z)."""
+        if self.codec is not None:
+            return self.codec.decode(z)
         return self.reference(cond) + 2 * z if self.cfg.residual else z
+
+    def reference_in_diffusion_space(self, cond: EditCondition) -> torch.Tensor:
+        """The shown source in the diffusion's space (what the reference branch noises)."""
+        if self.codec is not None:
+            return cond.extras["reference_latent"]
+        return self.to_diffusion_space(self.reference(cond), cond)
+
+    def diffusion_shape(self, source: torch.Tensor) -> tuple[int, ...]:
+        """Shape of x_t for sources (B, 3, H, W)."""
+        return tuple(source.shape) if self.codec is None else self.codec.shape(source.shape)
 
     # -- denoising ---------------------------------------------------------------------------
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition, context: TextContext | None = None,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 3, H, W) noisy image at integer timesteps t (B,) -> the U-Net's prediction (B, 3, H, W).
+        """(B, C, h, w) noisy image (or latent) at integer timesteps t (B,) -> the U-Net's prediction, same shape.
 
         With a plugin that needs a reference branch (PFB), `noise` is the ε that made x_t: the reference branch
         denoises the source noised to the same t with the same ε under the null instruction. With gradients on,
@@ -155,7 +209,7 @@ class EditGenerator(nn.Module):
         B = x_t.shape[0]
         ref_cond = dataclasses.replace(cond, tokens=self.null_tokens.expand(B, -1),
                                        text_dropped=torch.ones_like(cond.text_dropped))
-        x_ref = self.add_noise(self.to_diffusion_space(self.reference(cond), cond), noise, t)
+        x_ref = self.add_noise(self.reference_in_diffusion_space(cond), noise, t)
         if torch.is_grad_enabled():
             with torch.no_grad(), phases(users, "record"):
                 try:
@@ -177,7 +231,7 @@ class EditGenerator(nn.Module):
         for plugin in self.plugins:
             plugin.condition(cond)
         context = self.context(cond) if context is None else context
-        z = torch.cat([x_t, self.image_condition(cond)], dim=1)  # (B, 3 + 3|4, H, W): Eq. 4, image half
+        z = torch.cat([x_t, self.image_condition(cond)], dim=1)  # (B, C + C (+1), h, w): Eq. 4, image half
         pooled = context.pooled if self.cfg.pooled_text else None
         return self.unet(z, t, encoder_hidden_states=context.tokens, class_labels=pooled).sample
 

@@ -29,7 +29,8 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
     """Edit `source` (B, 3, H, W) in [-1, 1] under `mask` (B, 1, H, W) -> X_edit (B, 3, H, W) in [-1, 1].
 
     Steps: 1. start from x_T ~ N(0, I) (seeded); 2. per DDIM step, predict with 1 or 3 guidance branches
-    and combine them as above; 3. DDIM update; 4. post-process the final image (GB, Eq. 19) and clamp.
+    and combine them as above; 3. DDIM update; 4. back to image space (the VAE decodes a latent), post-process
+    (GB, Eq. 19) and clamp.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -47,7 +48,7 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         cond = edit_cond = generator.make_condition(source, mask, instructions)
     context = generator.context(cond)  # text features are the same at every step: encode once
     rng = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
-    x = torch.randn(source.shape, generator=rng).to(device)  # 1. x_T
+    x = torch.randn(generator.diffusion_shape(source), generator=rng).to(device)  # 1. x_T (pixels or latents)
     noise = x.repeat(3, 1, 1, 1) if guided else x  # the reference branch (PFB) is noised with x_T's ε
     for t in sched.timesteps:
         tt = torch.full((cond.source.shape[0],), int(t), device=device, dtype=torch.long)

@@ -1,4 +1,5 @@
-"""A table of named U-Net sizes (DESIGN §4). `ip2p` (the SD-1.5 shape loaded from a local folder) joins it later."""
+"""A table of named U-Net sizes (DESIGN §4). Pixel sizes denoise images; latent sizes (`ip2p`) denoise VAE latents
+and have their VAE and text tower in `backbone.LATENT_SIZES`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,6 +28,19 @@ UNET_SIZES: dict[str, UNetSize] = {
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         layers_per_block=1, heads=4, norm_num_groups=8),
+    # Stable Diffusion 1.5's U-Net (859.5M parameters at 4 input channels), which InstructPix2Pix fine-tunes;
+    # `pretrained` loads its weights (and exact config) from a local folder instead
+    "ip2p": UNetSize(
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=2, heads=8, norm_num_groups=32, latent=True),
+    # the same block structure, small: latent-path tests and `benchmarks/gpu.sh --smoke` on a CPU
+    "ip2p-mini": UNetSize(
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1, heads=2, norm_num_groups=8, latent=True),
     # the smallest thing that runs: unit tests
     "micro": UNetSize(
         block_out_channels=(16, 32),

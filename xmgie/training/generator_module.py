@@ -13,10 +13,10 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from xmgie.conditioning.text_encoder import END_TOKEN, START_TOKEN
 from xmgie.errors import UserError
 from xmgie.evaluation.metrics import EditQuality
 from xmgie.models import losses
+from xmgie.models.backbone import build_backbone
 from xmgie.models.discriminator import PatchDiscriminator
 from xmgie.models.generator import EditGenerator, GeneratorConfig
 from xmgie.models.sampling import ddim_edit
@@ -29,9 +29,13 @@ from xmgie.training.schedule import learning_rate
 CHECKPOINT_KIND = "xmgie-generator"
 
 
-def build_generator(generator: GeneratorConfig, modules: ModulesConfig) -> EditGenerator:
-    """The generator with the enabled modules plugged in."""
-    return EditGenerator(generator, build_plugins(modules, generator.text.width, (START_TOKEN, END_TOKEN)))
+def build_generator(generator: GeneratorConfig, modules: ModulesConfig,
+                    share: EditGenerator | None = None) -> EditGenerator:
+    """The generator with the enabled modules plugged in. `share`: a generator whose frozen parts (VAE, frozen
+    text tower) this one reuses instead of loading its own (the EMA copy)."""
+    backbone = build_backbone(generator, share.backbone() if share is not None else None)
+    plugins = build_plugins(modules, backbone.text_encoder.width, backbone.special_tokens)
+    return EditGenerator(generator, plugins, backbone)
 
 
 class XMGIEModule(L.LightningModule):
@@ -77,7 +81,8 @@ class XMGIEModule(L.LightningModule):
             "text_source": text_source, "expander": expander})
         self.automatic_optimization = False
         self.generator = build_generator(self.gen_cfg, self.modules_cfg)
-        self.ema = build_generator(self.gen_cfg, self.modules_cfg) if self.optim_cfg.ema_decay > 0 else None
+        self.ema = (build_generator(self.gen_cfg, self.modules_cfg, share=self.generator)
+                    if self.optim_cfg.ema_decay > 0 else None)
         if self.ema is not None:
             self.ema.load_state_dict(self.generator.state_dict())
             self.ema.requires_grad_(False).eval()
@@ -132,7 +137,8 @@ class XMGIEModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.optim_cfg
         # fused Adam: one kernel for all parameters (3x faster than the loop on CPU)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr, betas=o.betas, fused=True)
+        trainable = [p for p in self.generator.parameters() if p.requires_grad]  # not the VAE, E_id, a frozen CLIP
+        opt_g = torch.optim.Adam(trainable, lr=o.lr, betas=o.betas, fused=True)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas, fused=True)
         return opt_g, opt_d
 

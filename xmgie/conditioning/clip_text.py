@@ -1,0 +1,105 @@
+"""The CLIP text tower of a latent (`ip2p`) generator: transformers' `CLIPTextModel` and `CLIPTokenizer`, the
+parts Stable Diffusion 1.5 and InstructPix2Pix ship. Same interface as `TextEncoder`: `tokenize` then
+`forward` -> (token features, pooled feature). Frozen unless asked otherwise, as InstructPix2Pix fine-tunes it.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from open_clip.tokenizer import SimpleTokenizer, bytes_to_unicode, default_bpe
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel
+
+N_MERGES = 49152 - 256 - 2  # the merges CLIP's vocabulary uses out of open_clip's shipped BPE file
+START, END = "<|startoftext|>", "<|endoftext|>"
+
+
+class CLIPText(nn.Module):
+    """strings -> (B, T) ids (<start> words <end>, padded with the pad id to T) -> (B, T, D), (B, D).
+
+    Args:
+        model: the CLIP text transformer.
+        tokenize: list of B strings -> (B, T) int64 ids.
+        special_tokens: the (start, end) ids; CAM masks only the other (word) tokens.
+        trainable: train the tower with the generator (False: frozen, features computed without a graph).
+    """
+
+    def __init__(self, model: CLIPTextModel, tokenize: Callable[[list[str]], torch.Tensor],
+                 special_tokens: tuple[int, int], trainable: bool = False):
+        super().__init__()
+        self.model = model.requires_grad_(trainable)
+        self._tokenize = tokenize
+        self.special_tokens = special_tokens
+        self.trainable = trainable
+        if not trainable:
+            self.model.eval()
+
+    @property
+    def width(self) -> int:
+        return self.model.config.hidden_size
+
+    def train(self, mode: bool = True) -> "CLIPText":
+        super().train(mode)
+        if not self.trainable:
+            self.model.eval()  # frozen: never in training mode
+        return self
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._tokenize(list(texts))
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) int64 -> last hidden state (B, T, D) (what SD's cross-attention reads) and the pooled (B, D)."""
+        tokens = tokens.to(self.model.device)
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            out = self.model(input_ids=tokens)
+        return out.last_hidden_state, out.pooler_output
+
+
+def hf_tokenize(tokenizer) -> Callable[[list[str]], torch.Tensor]:
+    """A transformers CLIPTokenizer as a `tokenize` callable: padded to its model_max_length, truncated."""
+    def tokenize(texts: list[str]) -> torch.Tensor:
+        return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                         return_tensors="pt").input_ids
+    return tokenize
+
+
+def open_clip_tokenize(context_length: int = 77) -> Callable[[list[str]], torch.Tensor]:
+    """open_clip's shipped tokenizer (same ids as CLIP's; pads with 0): for a randomly initialised tower."""
+    tokenizer = SimpleTokenizer(context_length=context_length)
+    return lambda texts: tokenizer(texts)
+
+
+def random_clip_text(width: int, layers: int, heads: int, intermediate: int, context_length: int = 77,
+                     vocab_size: int = 49408) -> CLIPTextModel:
+    """A randomly initialised CLIP text transformer of the given shape, with CLIP's special token ids."""
+    cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=intermediate,
+                         num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context_length,
+                         bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+                         projection_dim=width)
+    return CLIPTextModel(cfg)
+
+
+def write_clip_tokenizer_files(folder: str | Path, context_length: int = 77) -> Path:
+    """Write a `CLIPTokenizer` folder (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json)
+    built from the BPE file that ships with open_clip, so no download is needed; its ids equal open_clip's.
+
+    The vocabulary is CLIP's: the 256 byte symbols, the same with `</w>`, the first 48,894 merges joined, then
+    the start and end tokens (49,408 entries).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = lines[1:N_MERGES + 1]
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges] + [START, END]
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    special = {"bos_token": START, "eos_token": END, "unk_token": END, "pad_token": END}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "CLIPTokenizer", "model_max_length": context_length, "do_lower_case": True, **special}))
+    return folder
