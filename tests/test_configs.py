@@ -27,11 +27,21 @@ def test_every_yaml_is_valid_yaml(path: Path):
     assert isinstance(yaml.safe_load(path.read_text()), dict)
 
 
+@pytest.fixture(scope="module")
+def ip2p_folder(tmp_path_factory) -> Path:
+    from xmgie.models.ip2p_folder import write_ip2p_folder
+
+    return write_ip2p_folder(tmp_path_factory.mktemp("weights") / "instruct-pix2pix")
+
+
 @pytest.mark.parametrize("run", RUN_YAMLS, ids=lambda p: p.name)
 @pytest.mark.parametrize("data", DATA_YAMLS, ids=lambda p: p.name)
-def test_every_run_config_parses_and_instantiates(run: Path, data: Path, tmp_path):
+def test_every_run_config_parses_and_instantiates(run: Path, data: Path, tmp_path, ip2p_folder):
+    # the full-scale config wants a GPU and the InstructPix2Pix folder: here a CPU and a tiny folder of that layout
+    gpu_only = [f"--model.generator.pretrained={ip2p_folder}", "--trainer.accelerator=cpu"] if run.stem == "ip2p" else []
     cli = XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, run=False,
-                   args=["--config", str(run), "--data", str(data), f"--trainer.default_root_dir={tmp_path}"])
+                   args=["--config", str(run), "--data", str(data), f"--trainer.default_root_dir={tmp_path}",
+                         *gpu_only])
     assert isinstance(cli.model, XMGIEModule) and isinstance(cli.datamodule, EditDataModule)
     assert cli.trainer.default_root_dir == str(tmp_path)
 

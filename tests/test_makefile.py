@@ -60,3 +60,9 @@ def test_evaluate_skips_ips_and_aa_where_a_dataset_has_no_labels():
     assert "--identity" not in coco and "--attributes" not in coco
     flowers = _dry("evaluate", "DATASET=flowers")  # identities (classes) but no attributes
     assert "--identity runs/flowers/identity/encoder.pt" in flowers and "--attributes" not in flowers
+
+
+def test_make_train_takes_the_full_scale_config():
+    out = _dry("train", "DATASET=nosuch", "CONFIG=experiments/ip2p.yaml")
+    assert "fit --config experiments/ip2p.yaml" in out and "experiments/train.yaml" not in out
+    assert out.index("identity train") < out.index("xmgie fit")  # ip2p.yaml switches IE on

@@ -94,6 +94,8 @@ class XMGIEModule(L.LightningModule):
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        if stage == "fit" and str(self.trainer.precision).startswith("16"):
+            raise UserError("precision 16-mixed (fp16 loss scaling) is not supported: use --trainer.precision=bf16-mixed")
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
@@ -185,8 +187,7 @@ class XMGIEModule(L.LightningModule):
                                                    self.discriminator(out["x_edit"].detach()))
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)
-                if oc.grad_clip > 0:
-                    self.clip_gradients(opt_d, gradient_clip_val=oc.grad_clip, gradient_clip_algorithm="norm")
+                self.clip(opt_d)
                 opt_d.optimizer.step()
             self.log("train/d_loss", d_loss, prog_bar=True)
 
@@ -203,8 +204,7 @@ class XMGIEModule(L.LightningModule):
             g_loss = sum(getattr(lc, name) * value for name, value in terms.items())
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
-            if oc.grad_clip > 0:
-                self.clip_gradients(opt_g, gradient_clip_val=oc.grad_clip, gradient_clip_algorithm="norm")
+            self.clip(opt_g)
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.global_step + 1
             for group in opt_g.param_groups:
                 group["lr"] = learning_rate(self.global_step, total, oc.lr, oc.warmup_steps, oc.schedule,
@@ -215,6 +215,14 @@ class XMGIEModule(L.LightningModule):
             ema_update(self.ema, self.generator, oc.ema_decay, self.global_step)
         self.log("train/loss", g_loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in terms.items()})
+
+    def clip(self, optimizer) -> None:
+        """Clip the global gradient norm of `optimizer`'s parameters to optim.grad_clip (0: off). Done directly
+        rather than by Lightning's `clip_gradients`, which refuses fused Adam under bf16 autocast although bf16
+        has no loss scale to undo (fp16 with a scale is refused in `setup`)."""
+        if self.optim_cfg.grad_clip > 0:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.optim_cfg.grad_clip)
 
     def on_train_epoch_end(self) -> None:
         if self.skipped:  # reported once per epoch, not per sample
