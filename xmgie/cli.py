@@ -52,7 +52,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                                  guidance_image=args.guidance_image, identity=args.identity,
                                  attributes=args.attributes, inception=not args.no_inception,
                                  lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name,
-                                 device=args.device, data_root=args.data_root)
+                                 device=args.device, data_root=args.data_root, bf16=args.bf16)
     out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
     result["written_to"] = str(write_result(result, out))
     for metric in result["uncalibrated"]:
@@ -244,6 +244,7 @@ def _file_parser() -> argparse.ArgumentParser:
                    help="a missing pretrained backbone is an error instead of an uncalibrated metric")
     v.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     v.add_argument("--data-root", help="where the dataset lives (default: the root the checkpoint was trained on)")
+    v.add_argument("--bf16", action="store_true", help="edit under bfloat16 autocast (GPUs; the ip2p model)")
     v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
     v.add_argument("--out", help="output JSON path (overrides --name)")
     v.set_defaults(func=_evaluate)

@@ -185,18 +185,18 @@ def test_fit_trains_the_unet_and_keeps_the_frozen_parts(ip2p_run, folder):
     assert np.isfinite(result["val"]["psnr"]) and (ip2p_run / "samples").is_dir()
 
 
-def test_edit_and_evaluate_from_the_checkpoint(ip2p_run, tmp_path, capsys):
+def test_edit_and_evaluate_from_the_checkpoint_in_bf16(ip2p_run, tmp_path, capsys):
     ckpt = str(ip2p_run / "checkpoints" / "last.ckpt")
     image = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8)).save(image)
     out = tmp_path / "out.png"
     main(["edit", "--ckpt", ckpt, "--image", str(image), "--prompt", "make it red", "--out", str(out), "--steps", "2",
-          "--device", "cpu"])
+          "--device", "cpu", "--bf16"])
     assert Image.open(out).size == (28, 20)
     main(["evaluate", "--ckpt", ckpt, "--limit", "4", "--batch-size", "4", "--steps", "2", "--no-inception",
-          "--no-lpips", "--out", str(tmp_path / "r.json")])
+          "--no-lpips", "--bf16", "--out", str(tmp_path / "r.json")])
     result = json.loads((tmp_path / "r.json").read_text())
-    assert result["n_images"] == 4 and np.isfinite(result["metrics"]["psnr"])
+    assert result["n_images"] == 4 and np.isfinite(result["metrics"]["psnr"]) and result["precision"] == "bf16"
 
 
 def test_a_checkpoint_whose_folder_is_gone_is_a_one_line_error(ip2p_run, tmp_path, capsys):

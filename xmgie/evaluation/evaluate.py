@@ -66,7 +66,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
                         identity: str | Path | None = None, attributes: str | Path | None = None,
                         inception: bool = True, lpips: bool = True, strict_weights: bool = False,
                         method: str = "xmgie", device: str | None = None,
-                        data_root: str | None = None) -> dict[str, Any]:
+                        data_root: str | None = None, bf16: bool = False) -> dict[str, Any]:
     """Edit `split` of `dataset` (default: the checkpoint's) and return the result record.
 
     1. Load the generator and the dataset; its `protocol` says what the edits are compared with.
@@ -77,6 +77,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
 
     `device`: where the generator and the backbones run (default: CUDA when available, else CPU).
     `data_root`: where a dataset on disk lives (default: the root the checkpoint was trained from).
+    `bf16`: edit under bfloat16 autocast (the full-scale model on a GPU); the metrics run in fp32.
     """
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -102,8 +103,9 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
                     break
                 batch = _truncate(batch, limit - n)
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
-                               guidance_image=guidance_image)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
+                                   guidance_image=guidance_image).float()
             suite.update(edit, batch)
             n += edit.shape[0]
     if n == 0:
@@ -117,7 +119,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
         "guidance_image": s.guidance_image if guidance_image is None else guidance_image,
         "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},
-        "n_skipped": len(skipped), "device": str(device), "wall_time_s": round(time.perf_counter() - start, 1),
+        "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32", "wall_time_s": round(time.perf_counter() - start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -57,4 +57,4 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
             full, image_only, uncond = pred.chunk(3)
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)
         x = sched.step(pred, t, x).prev_sample  # 3.
-    return generator.postprocess(x, edit_cond).clamp(-1, 1)  # 4. with the full-condition branch
+    return generator.postprocess(x, edit_cond).float().clamp(-1, 1)  # 4. with the full-condition branch (fp32)
