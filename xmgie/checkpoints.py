@@ -21,11 +21,17 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def load_generator_module(path: str | Path, device: str | torch.device = "cpu"):
-    """A trained XMGIEModule (eval mode) from `path`; refuses checkpoints of another kind."""
+    """A trained editor (eval mode) from `path`: an XMGIEModule (xMGIE, MGIE, GLIDE, PFB-Diff) or a GAN baseline
+    (SISGAN, TAGAN, ManiGAN, HiFill); both edit with `.edit(batch, …)`. Refuses checkpoints of another kind."""
+    from xmgie.baselines.gan import CHECKPOINT_KIND as BASELINE_KIND
     from xmgie.training.generator_module import CHECKPOINT_KIND, XMGIEModule
 
     ckpt = read_checkpoint(path)
     kind = ckpt.get("xmgie", {}).get("kind") if isinstance(ckpt, dict) else None
+    if kind == BASELINE_KIND:
+        from xmgie.baselines.train import load_baseline
+
+        return load_baseline(ckpt, device)
     if kind != CHECKPOINT_KIND:
         found = f"kind {kind!r}" if kind else "no xmgie marker"
         raise UserError(f"{path} is not an xMGIE generator checkpoint ({found}); "

@@ -13,6 +13,8 @@
     xmgie mllm train --dataset shapes --out runs/shapes/mllm/expander.pt     the instruction expander
     xmgie mllm expand --mllm M --image I --prompt P                          its expressive instruction
     xmgie attributes train --dataset shapes --out runs/shapes/attributes/classifier.pt
+    xmgie baseline train --method sisgan --dataset shapes --out runs/shapes/sisgan/baseline.ckpt   Table 1's GANs
+    xmgie baseline derive --method pfb_diff --from <mgie ckpt> --out runs/shapes/pfb_diff/baseline.ckpt
 """
 from __future__ import annotations
 
@@ -113,6 +115,20 @@ def _random_ip2p(args: argparse.Namespace) -> None:
         print(write_ip2p_folder(args.out, args.size, args.seed))
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+def _baseline_train(args: argparse.Namespace) -> None:
+    from xmgie.baselines.train import train_baseline
+
+    print(json.dumps(train_baseline(args.method, args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
+                                    resolution=args.resolution, seed=args.seed, root=args.data_root,
+                                    channels=args.channels)))
+
+
+def _baseline_derive(args: argparse.Namespace) -> None:
+    from xmgie.baselines.pfb_diff import derive_pfb_diff
+
+    print(derive_pfb_diff(args.source, args.out))
 
 
 def _attributes_train(args: argparse.Namespace) -> None:
@@ -281,6 +297,19 @@ def _file_parser() -> argparse.ArgumentParser:
     wr.add_argument("--size", default="ip2p-mini", help="ip2p-mini (MBs, CPU) or ip2p (SD 1.5 shape, 4.3 GB)")
     wr.add_argument("--seed", type=int, default=0)
     wr.set_defaults(func=_random_ip2p)
+
+    b = sub.add_parser("baseline", help="Table 1's GAN baselines and PFB-Diff (xmgie/baselines/)")
+    bsub = b.add_subparsers(dest="baseline_command", required=True)
+    bt = bsub.add_parser("train", help="train a GAN baseline (sisgan, tagan, manigan, hifill)")
+    bt.add_argument("--method", required=True, choices=("sisgan", "tagan", "manigan", "hifill"))
+    _stage_arguments(bt, "checkpoint to write (a .json summary is written beside it)", 1300, None)
+    bt.add_argument("--channels", type=int, default=32, help="base width of generator and discriminator")
+    bt.set_defaults(func=_baseline_train)
+    bd = bsub.add_parser("derive", help="PFB-Diff from a trained generator without modules (mgie): no training")
+    bd.add_argument("--method", required=True, choices=("pfb_diff",))
+    bd.add_argument("--from", dest="source", required=True, help="the mgie generator checkpoint")
+    bd.add_argument("--out", required=True, help="checkpoint to write")
+    bd.set_defaults(func=_baseline_derive)
 
     a = sub.add_parser("attributes", help="the attribute classifier behind AA")
     asub = a.add_subparsers(dest="attributes_command", required=True)

@@ -187,6 +187,10 @@ class EditGenerator(nn.Module):
             return cond.extras["reference_latent"]
         return self.to_diffusion_space(self.reference(cond), cond)
 
+    def diffusion_mask(self, cond: EditCondition) -> torch.Tensor:
+        """The edit mask on the diffusion's grid: (B, 1, H, W), or (B, 1, H/f, W/f) cell coverage in latent space."""
+        return cond.mask if self.codec is None else self.codec.mask(cond.mask)
+
     def diffusion_shape(self, source: torch.Tensor) -> tuple[int, ...]:
         """Shape of x_t for sources (B, 3, H, W)."""
         return tuple(source.shape) if self.codec is None else self.codec.shape(source.shape)

@@ -25,12 +25,13 @@ def ddim_scheduler(generator: EditGenerator, steps: int) -> DDIMScheduler:
 @torch.no_grad()
 def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor, instructions: Sequence[str],
               steps: int = 32, guidance_text: float = 1.0, guidance_image: float = 1.0,
-              seed: int | None = 0) -> torch.Tensor:
+              seed: int | None = 0, source_blend: float = 0.0) -> torch.Tensor:
     """Edit `source` (B, 3, H, W) in [-1, 1] under `mask` (B, 1, H, W) -> X_edit (B, 3, H, W) in [-1, 1].
 
     Steps: 1. start from x_T ~ N(0, I) (seeded); 2. per DDIM step, predict with 1 or 3 guidance branches
-    and combine them as above; 3. DDIM update; 4. back to image space (the VAE decodes a latent), post-process
-    (GB, Eq. 19) and clamp.
+    and combine them as above; 3. DDIM update; for the first `source_blend` fraction of the steps, outside the
+    mask the sample becomes the source noised (with x_T's ε) to the new step's level (PFB-Diff's latent
+    blending); 4. back to image space (the VAE decodes a latent), post-process (GB, Eq. 19) and clamp.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -50,11 +51,19 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
     rng = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
     x = torch.randn(generator.diffusion_shape(source), generator=rng).to(device)  # 1. x_T (pixels or latents)
     noise = x.repeat(3, 1, 1, 1) if guided else x  # the reference branch (PFB) is noised with x_T's ε
-    for t in sched.timesteps:
+    x_T, timesteps = x, list(sched.timesteps)
+    blended = round(source_blend * len(timesteps))
+    for i, t in enumerate(timesteps):
         tt = torch.full((cond.source.shape[0],), int(t), device=device, dtype=torch.long)
         pred = generator(x.repeat(3, 1, 1, 1) if guided else x, tt, cond, context, noise=noise)  # 2.
         if guided:
             full, image_only, uncond = pred.chunk(3)
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)
         x = sched.step(pred, t, x).prev_sample  # 3.
+        if i < blended:
+            known = generator.reference_in_diffusion_space(edit_cond)
+            if i + 1 < len(timesteps):  # the last step's output is clean: the source itself
+                known = generator.add_noise(known, x_T, torch.full((B,), int(timesteps[i + 1]), device=device))
+            m = generator.diffusion_mask(edit_cond)
+            x = m * x + (1 - m) * known
     return generator.postprocess(x, edit_cond).float().clamp(-1, 1)  # 4. with the full-condition branch (fp32)

@@ -17,13 +17,17 @@ from xmgie.modules.pfb import ProgressiveFeatureBlending
 
 @dataclass
 class PFBConfig:
-    """enabled; layers: 'mid' and 'up<i>' (decoder block i, 0 next to the bottleneck)."""
+    """enabled; layers: 'mid' and 'up<i>' (decoder block i, 0 next to the bottleneck); alpha: None learns α_l (the
+    paper), a number fixes every α_l (1.0: PFB-Diff's training-free blending)."""
 
     enabled: bool = False
     layers: tuple[str, ...] = ("mid", "up0", "up1")
+    alpha: float | None = None
 
     def __post_init__(self) -> None:
         self.layers = tuple(self.layers)
+        if self.alpha is not None and not 0 <= self.alpha <= 1:
+            raise ValueError(f"pfb.alpha must be in [0, 1] or null, got {self.alpha}")
 
 
 @dataclass
@@ -86,7 +90,7 @@ class ModulesConfig:
 MODULE_FACTORIES: dict[str, Callable[..., EditPlugin]] = {
     "ie": lambda c, width, special: IdentityEmbedding(build_identity_encoder(c.encoder, c.dim), width, c.tokens),
     "cam": lambda c, width, special: CrossAttentionMasking(c.mode, *special),
-    "pfb": lambda c, width, special: ProgressiveFeatureBlending(c.layers),
+    "pfb": lambda c, width, special: ProgressiveFeatureBlending(c.layers, c.alpha),
     "gb": lambda c, width, special: GaussianBlur(c.sigma_max, c.sigma_s),
 }
 

@@ -63,24 +63,32 @@ class ProgressiveFeatureBlending(EditPlugin):
 
     Args:
         layers: blended layers, 'mid' and 'up<i>' (decoder blocks from the bottleneck outwards).
+        fixed_alpha: None: α_l learned (stored as a logit, starting at 0.5); a number in [0, 1]: every α_l fixed
+            to it (training-free PFB-Diff blends with α = 1: outside the mask only the source's features).
     """
 
     needs_reference = True
 
-    def __init__(self, layers: Sequence[str] = ("mid", "up0", "up1")):
+    def __init__(self, layers: Sequence[str] = ("mid", "up0", "up1"), fixed_alpha: float | None = None):
         super().__init__()
         if not layers:
             raise ValueError("PFB needs at least one layer")
         self.layers = tuple(layers)
-        self.alpha_logit = nn.Parameter(torch.zeros(len(self.layers)))  # α = sigmoid(0) = 0.5
+        self.fixed_alpha = fixed_alpha
+        if fixed_alpha is None:
+            self.alpha_logit = nn.Parameter(torch.zeros(len(self.layers)))  # α = sigmoid(0) = 0.5
+        else:
+            if not 0 <= fixed_alpha <= 1:
+                raise ValueError(f"PFB's fixed alpha must be in [0, 1], got {fixed_alpha}")
+            self.register_buffer("alpha_fixed", torch.full((len(self.layers),), float(fixed_alpha)), persistent=False)
         self.phase: str | None = None
         self.mask: torch.Tensor | None = None
         self.recorded: dict[int, torch.Tensor] = {}
 
     @property
     def alpha(self) -> torch.Tensor:
-        """(L,) α_l in (0, 1)."""
-        return torch.sigmoid(self.alpha_logit)
+        """(L,) α_l in (0, 1) (in [0, 1] when fixed)."""
+        return torch.sigmoid(self.alpha_logit) if self.fixed_alpha is None else self.alpha_fixed
 
     def attach(self, unet: nn.Module) -> None:
         blocks = blend_layers(unet, self.layers)
@@ -121,4 +129,4 @@ class ProgressiveFeatureBlending(EditPlugin):
                 self.recorded.clear()
 
     def extra_repr(self) -> str:
-        return f"layers={self.layers}"
+        return f"layers={self.layers}" + ("" if self.fixed_alpha is None else f", fixed_alpha={self.fixed_alpha}")

@@ -86,6 +86,8 @@ class SamplingConfig:
         steps: DDIM steps when editing (validation, test, `xmgie edit`).
         guidance_text / guidance_image: s_T and s_I; 1.0 / 1.0 runs a single U-Net pass per step.
         val_steps: DDIM steps for the validation edits (cheaper than `steps`).
+        source_blend: fraction of the DDIM steps after each of which the sample outside the mask is replaced by
+            the source noised to the same level (PFB-Diff's latent blending; 0 = off).
     """
 
     text_dropout: float = 0.05
@@ -95,8 +97,11 @@ class SamplingConfig:
     guidance_text: float = 1.0
     guidance_image: float = 1.0
     val_steps: int = 16
+    source_blend: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.source_blend <= 1:
+            raise ValueError(f"source_blend must be in [0, 1], got {self.source_blend}")
         if not all(0 <= p < 1 for p in (self.text_dropout, self.image_dropout, self.mask_dropout)):
             raise ValueError("dropout probabilities must be in [0, 1)")
         if self.steps < 1 or self.val_steps < 1:

@@ -53,13 +53,15 @@ class XMGIEModule(L.LightningModule):
             instruction the trained expander (`expander`, `make train-mllm`) writes from P and the source image
             (MGIE's "expand, then edit", end to end; greedy decoding, frozen).
         expander: the instruction-expander file used when text_source is "expander".
+        inpainting: the U-Net never sees the source inside the mask, whatever the dataset's hide_masked_source
+            (an inpainting model such as the GLIDE baseline: masked image + mask as its image condition).
     """
 
     def __init__(self, generator: GeneratorConfig = GeneratorConfig(), modules: ModulesConfig = ModulesConfig(),
                  loss: LossConfig = LossConfig(),
                  optim: OptimConfig = OptimConfig(), sampling: SamplingConfig = SamplingConfig(),
                  discriminator_channels: int = 32, discriminator_layers: int = 2, text_source: str = "instruction",
-                 expander: str | None = None):
+                 expander: str | None = None, inpainting: bool = False):
         super().__init__()
         if text_source not in ("instruction", "prompt", "expander"):
             raise ValueError(f"text_source must be 'instruction', 'prompt' or 'expander', got {text_source!r}")
@@ -78,7 +80,8 @@ class XMGIEModule(L.LightningModule):
             "loss": dataclasses.asdict(self.loss_cfg),
             "optim": dataclasses.asdict(self.optim_cfg), "sampling": dataclasses.asdict(self.sampling_cfg),
             "discriminator_channels": discriminator_channels, "discriminator_layers": discriminator_layers,
-            "text_source": text_source, "expander": expander})
+            "text_source": text_source, "expander": expander, "inpainting": inpainting})
+        self.inpainting = inpainting
         self.automatic_optimization = False
         self.generator = build_generator(self.gen_cfg, self.modules_cfg)
         self.ema = (build_generator(self.gen_cfg, self.modules_cfg, share=self.generator)
@@ -99,7 +102,7 @@ class XMGIEModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
-        hide = getattr(dm, "hide_masked_source", False)
+        hide = self.inpainting or getattr(dm, "hide_masked_source", False)
         if hide != self.gen_cfg.hide_masked_source:
             self.adopt_hide_masked_source(hide, dm.name)
         self.data_info = {"dataset": dm.name, "resolution": dm.resolution, "hide_masked_source": hide}
@@ -261,7 +264,8 @@ class XMGIEModule(L.LightningModule):
         return ddim_edit(self.sampler, batch["source"], batch["mask"], texts,
                          steps=steps or s.steps,
                          guidance_text=s.guidance_text if guidance_text is None else guidance_text,
-                         guidance_image=s.guidance_image if guidance_image is None else guidance_image, seed=seed)
+                         guidance_image=s.guidance_image if guidance_image is None else guidance_image, seed=seed,
+                         source_blend=s.source_blend)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
         """DDIM edits of the batch, scored into `val_quality`; returned so callbacks (the evaluation suite)

@@ -1,0 +1,12 @@
+"""MGIE — Fu et al.: "Guiding Instruction-based Image Editing via Multimodal Large Language Models", ICLR 2024.
+
+Reproduced: "expand, then edit" — the instruction expander (`xmgie/conditioning/instruction.py`, the MLLM of
+§3.2, trained by its own stage) writes the expressive instruction from the prompt P and the source image, and
+the InstructPix2Pix-style generator edits with it. This is xMGIE with the four modules (PFB, CAM, IE, GB) off:
+`experiments/ablation/base.yaml` + `experiments/text/expander.yaml` on top of `experiments/train.yaml`.
+Scaled down / changed: a GPT-2-shaped expander and the `tiny` U-Net trained from scratch (MGIE fine-tunes LLaVA-7B
+and Stable Diffusion jointly, passing visual tokens; here the expander is frozen and passes text).
+"""
+from xmgie.baselines.recipe import Recipe
+
+RECIPE = Recipe("fit", configs=("experiments/ablation/base.yaml", "experiments/text/expander.yaml"))
