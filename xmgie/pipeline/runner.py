@@ -3,8 +3,12 @@
 Per dataset whose data is present:
     identity     E_id (`xmgie identity train`)            when the dataset has identity labels
     attributes   AA classifier (`xmgie attributes train`) when it has attributes
-    generator    `xmgie fit` per method and seed           (method config from the spec; needs E_id for IE)
-    evaluate     `xmgie evaluate` per method and seed      (needs its generator, E_id, the classifier)
+    mllm         the instruction expander (`xmgie mllm train`) when a method reads its output
+    generator    `xmgie fit` per method and seed           (the spec's config, or the method's recipe in
+                                                            xmgie/baselines; needs E_id for IE, the expander)
+    baseline     `xmgie baseline train` per GAN baseline and seed
+    derive       `xmgie baseline derive` (PFB-Diff) per seed from its source method's generator
+    evaluate     `xmgie evaluate` per method and seed      (needs its checkpoint, E_id, the classifier)
 then per method the mean ± std over seeds into the spec's result file, and the table (+ a plot).
 
 Every stage runs as a subprocess into its own folder runs/pipeline/<dataset>/<stage>-<key>/, where <key> hashes
@@ -34,7 +38,8 @@ from xmgie.errors import UserError
 
 BUDGETS_FILE = "experiments/budgets.yaml"
 TRAIN_CONFIG = "experiments/train.yaml"
-STAGE_KINDS = ("identity", "attributes", "generator", "evaluate")
+STAGE_KINDS = ("identity", "attributes", "mllm", "generator", "baseline", "derive", "evaluate")
+EDITORS = ("generator", "baseline", "derive")  # stages whose output is a checkpoint `xmgie evaluate` reads
 
 
 @dataclass
@@ -58,8 +63,9 @@ class Stage:
 
     @property
     def output(self) -> Path:
-        return self.folder / {"identity": "encoder.pt", "attributes": "classifier.pt",
-                              "generator": "run/checkpoints/last.ckpt", "evaluate": "result.json"}[self.kind]
+        return self.folder / {"identity": "encoder.pt", "attributes": "classifier.pt", "mllm": "expander.pt",
+                              "generator": "run/checkpoints/last.ckpt", "baseline": "baseline.ckpt",
+                              "derive": "baseline.ckpt", "evaluate": "result.json"}[self.kind]
 
     def record(self) -> dict[str, Any]:
         path = self.folder / "stage.json"
@@ -146,11 +152,23 @@ def plan(spec_path: str | Path, budget: dict[str, Any], datasets: list[str] | No
     return stages, skipped, raw
 
 
+def method_recipe(entry: dict | str):
+    """How a spec's method is built: its own `config` (one file or a list) on top of experiments/train.yaml, else
+    the recipe registered under its name in xmgie/baselines; None when neither exists (its cells stay "missing")."""
+    from xmgie.baselines import METHODS, Recipe
+
+    entry = entry if isinstance(entry, dict) else {"name": entry}
+    config = entry.get("config")
+    if config:
+        return Recipe("fit", configs=tuple([config] if isinstance(config, str) else config))
+    return METHODS.get(entry["name"])
+
+
 def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_ids: int, n_attrs: int) -> list[Stage]:
-    """identity, attributes, then generator + evaluate per runnable method and seed."""
+    """identity, attributes, the expander, then per runnable method and seed its checkpoint stage + evaluate."""
     data = ["--data-root", root] if root else []
     out: list[Stage] = []
-    identity = attributes = None
+    identity = attributes = mllm = None
     if n_ids > 0:
         identity = Stage("identity", dataset, "", 0, ["identity", "train", "--dataset", dataset, *data,
                                                       *budget.get("identity", [])])
@@ -159,47 +177,83 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
         attributes = Stage("attributes", dataset, "", 0, ["attributes", "train", "--dataset", dataset, *data,
                                                           *budget.get("attributes", [])])
         out.append(attributes)
+    recipes = [(m["name"] if isinstance(m, dict) else m, method_recipe(m)) for m in raw["methods"]]
+    recipes = [(name, r) for name, r in recipes if r is not None]
+    if any(r.kind == "fit" and _reads_expander(r.configs) for _, r in recipes):
+        mllm = Stage("mllm", dataset, "", 0, ["mllm", "train", "--dataset", dataset, *data, *budget.get("mllm", [])])
+        out.append(mllm)
     data_yaml = f"experiments/data/{dataset}.yaml"
-    for m in raw["methods"]:
-        config = m.get("config") if isinstance(m, dict) else None
-        if not config:
-            continue  # a method without a config (a baseline not built yet): its cells stay "missing"
-        name = m["name"]
+    checkpoints: dict[tuple[str, int], Stage] = {}
+    for name, recipe in sorted(recipes, key=lambda nr: nr[1].kind == "derive"):  # derived after their sources
         for seed in budget["seeds"]:
-            budget_args = budget.get("generator", [])
-            data_args = [a for a in budget_args if a.startswith("--data.")]  # they apply once the class is set
-            argv = ["fit", "--config", TRAIN_CONFIG, "--config", config,
-                    *[a for a in budget_args if a not in data_args], "--data", data_yaml, *data_args,
-                    *([f"--data.init_args.root={root}"] if root else []),
-                    f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
-            needs = [identity] if identity and "ie" in _enabled_modules(config) else []
-            gen = Stage("generator", dataset, name, seed, argv, needs, [TRAIN_CONFIG, config, data_yaml] +
-                        [a for a in budget.get("generator", []) if a.endswith(".yaml")])
+            if recipe.kind == "fit":
+                stage = _fit_stage(name, recipe.configs, dataset, root, seed, budget, data_yaml,
+                                   [n for n in (identity if "ie" in _enabled_modules(recipe.configs) else None,
+                                                mllm if _reads_expander(recipe.configs) else None) if n])
+            elif recipe.kind == "gan":
+                stage = Stage("baseline", dataset, name, seed, ["baseline", "train", "--method", name, "--dataset",
+                                                                dataset, *data, "--seed", str(seed),
+                                                                *budget.get("baseline", [])])
+            else:
+                source = checkpoints.get((recipe.source, seed))
+                if source is None:
+                    continue  # its source method is not in the spec: nothing to derive from
+                stage = Stage("derive", dataset, name, seed, ["baseline", "derive", "--method", name], [source])
+            checkpoints[(name, seed)] = stage
             ev = Stage("evaluate", dataset, name, seed, ["evaluate", "--dataset", dataset, *data, "--name", name,
                                                         "--seed", str(seed), *budget.get("evaluate", [])],
-                       [gen] + [s for s in (identity, attributes) if s])
-            out += [gen, ev]
+                       [stage] + [s for s in (identity, attributes) if s])
+            out += [stage, ev]
     return out
 
 
-def _enabled_modules(config: str) -> list[str]:
-    cfg = yaml.safe_load(Path(config).read_text()) or {}
-    mods = cfg.get("model", {}).get("modules", {})
-    return [k for k, v in mods.items() if isinstance(v, dict) and v.get("enabled")]
+def _fit_stage(name: str, configs: tuple[str, ...], dataset: str, root: str | None, seed: int, budget: dict,
+               data_yaml: str, needs: list[Stage]) -> Stage:
+    """`xmgie fit` of the framework's generator with the method's configs and the budget's arguments."""
+    budget_args = budget.get("generator", [])
+    data_args = [a for a in budget_args if a.startswith("--data.")]  # they apply once the class is set
+    argv = ["fit", "--config", TRAIN_CONFIG, *[a for c in configs for a in ("--config", c)],
+            *[a for a in budget_args if a not in data_args], "--data", data_yaml, *data_args,
+            *([f"--data.init_args.root={root}"] if root else []),
+            f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
+    return Stage("generator", dataset, name, seed, argv, needs,
+                 [TRAIN_CONFIG, *configs, data_yaml] + [a for a in budget_args if a.endswith(".yaml")])
+
+
+def _reads_expander(configs: tuple[str, ...]) -> bool:
+    """Whether the last config that sets model.text_source sets "expander"."""
+    source = None
+    for config in configs:
+        source = (yaml.safe_load(Path(config).read_text()) or {}).get("model", {}).get("text_source", source)
+    return source == "expander"
+
+
+def _enabled_modules(configs: tuple[str, ...]) -> list[str]:
+    """The modules the configs leave on (later files override earlier ones, as LightningCLI merges them)."""
+    enabled: dict[str, bool] = {}
+    for config in configs:
+        mods = (yaml.safe_load(Path(config).read_text()) or {}).get("model", {}).get("modules", {})
+        enabled.update({k: bool(v.get("enabled")) for k, v in mods.items() if isinstance(v, dict) and "enabled" in v})
+    return [k for k, on in enabled.items() if on]
 
 
 def _fill_paths(stages: list[Stage]) -> None:
     """Arguments that name other stages' outputs (known once every folder is)."""
     for s in stages:
         ident = next((n for n in s.needs if n.kind == "identity"), None)
-        if s.kind in ("identity", "attributes"):
+        mllm = next((n for n in s.needs if n.kind == "mllm"), None)
+        if s.kind in ("identity", "attributes", "mllm", "baseline"):
             s.argv += ["--out", str(s.output)]
+        elif s.kind == "derive":
+            s.argv += ["--from", str(s.needs[0].output), "--out", str(s.output)]
         elif s.kind == "generator":
             s.argv += [f"--trainer.default_root_dir={s.folder / 'run'}"]  # the run's own files apart from ours
             if ident:
                 s.argv += [f"--model.modules.ie.weights={ident.output}"]
+            if mllm:
+                s.argv += [f"--model.expander={mllm.output}"]
         elif s.kind == "evaluate":
-            gen = next(n for n in s.needs if n.kind == "generator")
+            gen = next(n for n in s.needs if n.kind in EDITORS)
             attr = next((n for n in s.needs if n.kind == "attributes"), None)
             s.argv += ["--ckpt", str(gen.output), "--out", str(s.output)]
             s.argv += ["--identity", str(ident.output)] if ident else []
@@ -232,7 +286,7 @@ def _stage_child(argv: list[str], log: str) -> None:
 
 
 PRELOAD = ["xmgie.cli", "xmgie.training.cli", "xmgie.evaluation.evaluate", "xmgie.training.identity_module",
-           "xmgie.training.attribute_module"]
+           "xmgie.training.attribute_module", "xmgie.training.expander_module", "xmgie.baselines.train"]
 
 
 def _launch(argv: list[str], log: Path, fork: bool):
