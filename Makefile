@@ -26,7 +26,7 @@ NO_ATTRIBUTES := flowers coco cars triplets
 EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
 EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
-.PHONY: setup train train-identity train-attr train-mllm evaluate table ablation table1 status test bench bench-metrics \
+.PHONY: setup train train-identity train-attr train-mllm train-baseline evaluate table ablation table1 status test bench bench-metrics \
 	preview clean
 
 $(STAMP): pyproject.toml
@@ -62,6 +62,12 @@ train-attr: $(STAMP)
 # instructions with ARGS="--model.text_source=expander --model.expander=$(MLLM)".
 train-mllm: $(STAMP)
 	$(XMGIE) mllm train --dataset $(DATASET) $(STAGE_ROOT) --out $(MLLM) $(ARGS)
+
+# A GAN baseline of Table 1 (METHOD=sisgan|tagan|manigan|hifill) with the data settings of `make train`; then
+# `make evaluate METHOD=sisgan CKPT=runs/$(DATASET)/sisgan/baseline.ckpt`. xmgie/baselines/ has every method.
+train-baseline: $(STAMP)
+	$(XMGIE) baseline train --method $(METHOD) --dataset $(DATASET) $(STAGE_ROOT) \
+		--out runs/$(DATASET)/$(METHOD)/baseline.ckpt $(ARGS)
 
 # Edits the test split and writes results/$(DATASET)/$(METHOD).json: IS/FID/LPIPS/SSIM/PSNR, and AA and IPS with
 # the attribute classifier and E_id (each trained first if missing). Missing pretrained backbones are reported

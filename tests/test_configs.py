@@ -14,7 +14,9 @@ ABLATION_YAMLS = [p for p in YAMLS if p.parent.name == "ablation"]
 TABLE_YAMLS = [p for p in YAMLS if p.parent.name == "tables"]  # table specs: parsed in tests/evaluation
 EVALUATION = REPO / "experiments" / "evaluation.yaml"             # an overlay: adds the evaluation callback
 BUDGETS = REPO / "experiments" / "budgets.yaml"                   # xmgie run's budgets: parsed in tests/pipeline
-RUN_YAMLS = [p for p in YAMLS if p.parent.name not in ("data", "ablation", "tables") and p not in (EVALUATION, BUDGETS)]
+OVERLAYS = [p for p in YAMLS if p.parent.name in ("baselines", "text")]    # used on top of train.yaml
+RUN_YAMLS = [p for p in YAMLS if p.parent.name not in ("data", "ablation", "tables", "baselines", "text")
+             and p not in (EVALUATION, BUDGETS)]
 TRAIN = REPO / "experiments" / "train.yaml"
 
 
@@ -85,3 +87,12 @@ def test_every_budget_is_accepted_by_the_training_cli(budget, tmp_path):
 
         stop = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
         assert len(stop) == 1 and stop[0].monitor == "val/psnr" and cli.trainer.max_epochs == 200
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.stem)
+def test_every_overlay_instantiates_on_top_of_the_training_config(overlay: Path, tmp_path):
+    cli = XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, run=False,
+                   args=["--config", str(TRAIN), "--config", str(overlay), "--data", str(DATA_YAMLS[0]),
+                         f"--trainer.default_root_dir={tmp_path}", f"--model.expander={tmp_path / 'expander.pt'}"])
+    assert isinstance(cli.model, XMGIEModule)
+    assert cli.model.text_source == {"expander": "expander", "glide": "prompt"}[overlay.stem]

@@ -66,3 +66,9 @@ def test_make_train_takes_the_full_scale_config():
     out = _dry("train", "DATASET=nosuch", "CONFIG=experiments/ip2p.yaml")
     assert "fit --config experiments/ip2p.yaml" in out and "experiments/train.yaml" not in out
     assert out.index("identity train") < out.index("xmgie fit")  # ip2p.yaml switches IE on
+
+
+def test_make_train_baseline_names_the_method_and_its_checkpoint():
+    dry = _dry("train-baseline", "METHOD=tagan", "DATASET=cub", "DATA_ROOT=/data/cub")
+    out = " ".join(dry.replace("\\\n", " ").split())  # one line, single spaces
+    assert "baseline train --method tagan --dataset cub --data-root /data/cub --out runs/cub/tagan/baseline.ckpt" in out
