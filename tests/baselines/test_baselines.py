@@ -199,3 +199,18 @@ def test_every_table1_method_has_a_recipe():
     assert {m["name"] for m in spec["methods"]} == set(METHODS)
     for recipe in METHODS.values():
         assert all((REPO / c).is_file() for c in recipe.configs)
+
+
+def test_glide_and_pfb_diff_on_a_fixture_dataset(tmp_path):
+    root = write_fixture("cub", tmp_path / "cub", n_images=8)
+    data = ["--data", str(REPO / "experiments/data/cub.yaml"), f"--data.init_args.root={root}",
+            "--data.init_args.resolution=16", "--data.init_args.batch_size=4", "--data.init_args.num_workers=0",
+            "--trainer.max_steps=2", "--trainer.val_check_interval=2"]
+    glide = fit(tmp_path / "glide", "--config", str(REPO / "experiments/baselines/glide.yaml"), *data)
+    mgie_like = fit(tmp_path / "base", *data)  # the generator without modules PFB-Diff derives from
+    derived = derive_pfb_diff(mgie_like / "checkpoints" / "last.ckpt", tmp_path / "pfb_diff.ckpt")
+    for ckpt in (glide / "checkpoints" / "last.ckpt", derived):
+        main(["evaluate", "--ckpt", str(ckpt), "--limit", "2", "--batch-size", "2", "--steps", "2", "--no-inception",
+              "--no-lpips", "--out", str(tmp_path / "r.json")])
+        result = json.loads((tmp_path / "r.json").read_text())
+        assert result["dataset"] == "cub" and result["n_images"] == 2 and np.isfinite(result["metrics"]["psnr"])
