@@ -214,3 +214,15 @@ def test_glide_and_pfb_diff_on_a_fixture_dataset(tmp_path):
               "--no-lpips", "--out", str(tmp_path / "r.json")])
         result = json.loads((tmp_path / "r.json").read_text())
         assert result["dataset"] == "cub" and result["n_images"] == 2 and np.isfinite(result["metrics"]["psnr"])
+
+
+@pytest.mark.parametrize("method", sorted(GAN_BASELINES))
+def test_generator_and_discriminator_optimisers_split_the_parameters(method):
+    from xmgie.baselines.gan import GANConfig
+
+    module = GAN_BASELINES[method](GANConfig(channels=8))
+    opt_g, opt_d = module.configure_optimizers()
+    g = {id(p) for group in opt_g.param_groups for p in group["params"]}
+    d = {id(p) for group in opt_d.param_groups for p in group["params"]}
+    assert not g & d and g | d == {id(p) for p in module.parameters()}
+    assert {id(p) for p in module.text_encoder.parameters()} <= g and {id(p) for p in module.G.parameters()} <= g
