@@ -137,6 +137,7 @@ def test_a_baseline_checkpoint_works_with_evaluate_and_edit(trained, tmp_path, c
           "--name", "tagan", "--out", str(tmp_path / "r.json")])
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["method"] == "tagan" and result["n_images"] == 4 and np.isfinite(result["metrics"]["psnr"])
+    assert result["steps"] is None and result["guidance_text"] is None  # one pass: no DDIM steps recorded
     image = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)).save(image)
     main(["edit", "--ckpt", path, "--image", str(image), "--prompt", "make the circle red", "--out",

@@ -75,6 +75,7 @@ class GANBaseline(L.LightningModule):
     """
 
     METHOD = ""
+    ONE_PASS = True  # evaluation records no DDIM steps or guidance scales for it
 
     def __init__(self, cfg: GANConfig | dict | None = None, text_source: str = "prompt"):
         super().__init__()
@@ -84,7 +85,7 @@ class GANBaseline(L.LightningModule):
         self.automatic_optimization = False
         self.text_encoder = TextEncoder(self.cfg.text)
         self.build(self.cfg)
-        self.sampling_cfg = SamplingConfig(steps=1)  # one generator pass; recorded with evaluation results
+        self.sampling_cfg = SamplingConfig()  # unused by `edit`: a one-pass generator has no steps or guidance
         self.val_quality = EditQuality()
         self.data_info: dict[str, Any] = {}
 

@@ -167,7 +167,9 @@ def footnote(spec: TableSpec, results: dict) -> list[str]:
     for d in spec.datasets:
         runs = [(m, results[(d.name, m)]) for m, _ in spec.methods if (d.name, m) in results]
         if runs:
-            info = sorted({f"{r['n_images']} images, seed {r['seed']}, {r['steps']} steps, {r['split']} split, "
+            info = sorted({f"{r['n_images']} images, seed {r['seed']}, "
+                           f"{'one generator pass' if r.get('steps') is None else str(r['steps']) + ' steps'}, "
+                           f"{r['split']} split, "
                            f"{r['protocol']} protocol" for _, r in runs})
             lines.append(f"{d.label}: " + " | ".join(info))
     lines.append(f"{NOT_APPLICABLE} does not apply; {MISSING}: no result file; {NOT_COMPUTED}: not computed; "
