@@ -26,8 +26,8 @@ NO_ATTRIBUTES := flowers coco cars triplets
 EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
 EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
-.PHONY: setup train train-identity train-attr train-mllm train-baseline evaluate table ablation table1 status test bench bench-metrics \
-	preview clean
+.PHONY: setup train train-identity train-attr train-mllm train-baseline evaluate table ablation table1 status test \
+	bench bench-metrics preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,8 @@ setup: $(STAMP)
 # Trains into runs/$(DATASET)/$(NAME); run again after an interruption and it resumes from last.ckpt.
 # When the run turns IE on (an ablation config, --model.modules.ie.enabled=true or ip2p.yaml) its frozen identity
 # encoder is trained first if it does not exist yet; the default run (modules off) does not wait for it.
-NEEDS_IDENTITY := $(or $(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)),$(findstring ip2p,$(CONFIG)))
+NEEDS_IDENTITY := $(or $(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)),\
+	$(findstring ip2p,$(CONFIG)))
 train: $(STAMP) $(if $(NEEDS_IDENTITY),$(IDENTITY))
 	$(XMGIE) fit --config $(CONFIG) --data experiments/data/$(DATASET).yaml $(DATA_ARG) \
 		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) \

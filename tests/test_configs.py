@@ -40,7 +40,8 @@ def ip2p_folder(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("data", DATA_YAMLS, ids=lambda p: p.name)
 def test_every_run_config_parses_and_instantiates(run: Path, data: Path, tmp_path, ip2p_folder):
     # the full-scale config wants a GPU and the InstructPix2Pix folder: here a CPU and a tiny folder of that layout
-    gpu_only = [f"--model.generator.pretrained={ip2p_folder}", "--trainer.accelerator=cpu"] if run.stem == "ip2p" else []
+    gpu_only = ([f"--model.generator.pretrained={ip2p_folder}", "--trainer.accelerator=cpu"] if run.stem == "ip2p"
+                else [])
     cli = XMGIECLI(XMGIEModule, EditDataModule, subclass_mode_data=True, run=False,
                    args=["--config", str(run), "--data", str(data), f"--trainer.default_root_dir={tmp_path}",
                          *gpu_only])

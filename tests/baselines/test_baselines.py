@@ -30,7 +30,8 @@ TINY = dict(steps=3, batch_size=4, resolution=16, channels=8, val_batches=1)
 # -- maths against brute force ------------------------------------------------------------------------------
 def test_text_adaptive_score_is_the_weighted_product_of_word_scores():
     g = torch.Generator().manual_seed(0)
-    local, level, word = torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, generator=g)
+    local, level = torch.randn(2, 5, 3, generator=g), torch.randn(2, 5, 3, generator=g)
+    word = torch.randn(2, 5, generator=g)
     valid = torch.tensor([[True, True, False, True, False], [False] * 5])
     ours = text_adaptive_log_score(local, level, word, valid)
     for b in range(2):

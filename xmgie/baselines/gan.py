@@ -109,7 +109,8 @@ class GANBaseline(L.LightningModule):
         """D's logits for a generated image, as G's adversarial term reads them (text detached)."""
         return self.D(edit)
 
-    def generator_losses(self, batch: dict[str, Any], out: dict[str, torch.Tensor], text: Text) -> dict[str, torch.Tensor]:
+    def generator_losses(self, batch: dict[str, Any], out: dict[str, torch.Tensor],
+                         text: Text) -> dict[str, torch.Tensor]:
         """Weighted terms of G's loss by name; default λ_recon·L1 (Eq. 7) + λ_adv·L_adv (Eq. 8)."""
         return {"recon": self.cfg.recon * losses.reconstruction_loss(out["edit"], batch["target"]),
                 "adv": self.cfg.adv * losses.generator_adversarial_loss(self.fake_logits(out["edit"], text.detach()))}

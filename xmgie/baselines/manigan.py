@@ -130,7 +130,8 @@ class ManiGAN(GANBaseline):
 
     def build(self, cfg: GANConfig) -> None:
         self.G = ManiGANGenerator(cfg.channels, cfg.text.width)
-        self.D = nn.ModuleDict({"stage2": PatchDiscriminator(cfg.channels, 2), "stage1": PatchDiscriminator(cfg.channels, 1),
+        self.D = nn.ModuleDict({"stage2": PatchDiscriminator(cfg.channels, 2),
+                                "stage1": PatchDiscriminator(cfg.channels, 1),
                                 "damsm": DAMSM(cfg.channels, cfg.text.width)})
 
     def generate(self, source, mask, text: Text):

@@ -120,7 +120,8 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
         "guidance_text": None if one_pass else s.guidance_text if guidance_text is None else guidance_text,
         "guidance_image": None if one_pass else s.guidance_image if guidance_image is None else guidance_image,
         "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},
-        "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32", "wall_time_s": round(time.perf_counter() - start, 1),
+        "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32",
+        "wall_time_s": round(time.perf_counter() - start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -162,7 +162,8 @@ def load_pretrained_backbone(cfg: "GeneratorConfig") -> Backbone:
                         f"{unet.config.cross_attention_dim}) does not fit the VAE ({codec.channels} latent channels) "
                         f"and text encoder (width {text_model.config.hidden_size})")
     if cfg.pooled_text or cfg.film:
-        raise UserError("pooled_text and film change the U-Net's architecture: switch them off with a pretrained folder")
+        raise UserError("pooled_text and film change the U-Net's architecture: switch them off with a pretrained "
+                        "folder")
     try:
         widen_conv_in(unet, unet_in_channels(cfg, codec.channels))  # 4.
     except ValueError as err:

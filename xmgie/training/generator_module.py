@@ -98,7 +98,8 @@ class XMGIEModule(L.LightningModule):
     # -- set-up --------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if stage == "fit" and str(self.trainer.precision).startswith("16"):
-            raise UserError("precision 16-mixed (fp16 loss scaling) is not supported: use --trainer.precision=bf16-mixed")
+            raise UserError("precision 16-mixed (fp16 loss scaling) is not supported: "
+                            "use --trainer.precision=bf16-mixed")
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
