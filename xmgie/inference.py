@@ -97,6 +97,6 @@ class EditPipeline:
         batch = {"source": src, "mask": m.to(self.device), "instruction": [instruction], "prompt": [instruction]}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.module.edit(batch, steps=steps, seed=seed, guidance_text=guidance_text,
-                                   guidance_image=guidance_image, texts=[instruction]).float()
+                                   guidance_image=guidance_image, texts=[instruction])
         arr = ((out[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(arr).resize(image.size, Image.BICUBIC)

@@ -18,10 +18,11 @@ import lightning as L
 import torch
 from torch import nn
 
-from xmgie.conditioning.text_encoder import END_TOKEN, START_TOKEN, TextEncoder, TextEncoderConfig
+from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig, word_tokens
 from xmgie.evaluation.metrics import EditQuality
 from xmgie.models import losses
 from xmgie.training.config import SamplingConfig, coerce
+from xmgie.training.ema import clip_gradients
 
 CHECKPOINT_KIND = "xmgie-baseline"
 
@@ -93,8 +94,7 @@ class GANBaseline(L.LightningModule):
     def encode_text(self, texts: list[str]) -> Text:
         tokens = self.text_encoder.tokenize(texts).to(self.device)                 # (B, T)
         words, sentence = self.text_encoder(tokens)                                  # (B, T, D), (B, D)
-        valid = (tokens != 0) & (tokens != START_TOKEN) & (tokens != END_TOKEN)
-        return Text(words, valid, sentence)
+        return Text(words, word_tokens(tokens), sentence)
 
     # -- the three things a baseline defines -----------------------------------------------------------
     def generate(self, source: torch.Tensor, mask: torch.Tensor, text: Text) -> dict[str, torch.Tensor]:
@@ -122,14 +122,6 @@ class GANBaseline(L.LightningModule):
         opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr, betas=self.cfg.betas)
         return opt_g, opt_d
 
-    def _step(self, opt, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.cfg.grad_clip > 0:
-            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        opt.step()
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if "source" not in batch:  # every sample of the batch was unreadable
             return
@@ -146,7 +138,10 @@ class GANBaseline(L.LightningModule):
         with self.toggled_optimizer(opt_g):
             terms = self.generator_losses(batch, out, text)
             g_loss = sum(terms.values())
-            self._step(opt_g, g_loss)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+            clip_gradients(opt_g, self.cfg.grad_clip)
+            opt_g.step()
         self.log_dict({"train/d_loss": d_loss, "train/loss": g_loss, **{f"train/{k}": v for k, v in terms.items()}},
                       prog_bar=False)
 

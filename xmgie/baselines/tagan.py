@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmgie.baselines.gan import GANBaseline, GANConfig, Text
-from xmgie.baselines.sisgan import SISGANGenerator
+from xmgie.baselines.gan import GANConfig, Text
+from xmgie.baselines.sisgan import SISGAN, SISGANGenerator
 from xmgie.models import losses
 
 
@@ -67,15 +67,14 @@ def log_one_minus(log_p: torch.Tensor) -> torch.Tensor:
     return torch.log1p(-log_p.exp().clamp(max=1 - 1e-6))
 
 
-class TAGAN(GANBaseline):
+class TAGAN(SISGAN):
+    """SISGAN's generator (and `generate`) with the text-adaptive discriminator and its losses."""
+
     METHOD = "tagan"
 
     def build(self, cfg: GANConfig) -> None:
         self.G = SISGANGenerator(cfg.channels, cfg.text.width)
         self.D = TextAdaptiveDiscriminator(cfg.channels, cfg.text.width)
-
-    def generate(self, source, mask, text: Text):
-        return {"edit": self.G(source, mask, text.sentence)}
 
     def discriminator_loss(self, batch, out, text: Text) -> torch.Tensor:
         real_u, real_match = self.D(batch["target"], text)

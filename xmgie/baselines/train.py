@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from xmgie.errors import UserError
-from xmgie.training.stage import stage_datamodule
+from xmgie.training.stage import data_facts, stage_datamodule
 
 DATA_CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "data"
 
@@ -44,10 +44,7 @@ def train_baseline(method: str, dataset: str, out: str | Path, steps: int = 200,
                           resolution or defaults.get("resolution"), seed, root)
     dm.setup("fit")
     module = GAN_BASELINES[method](GANConfig(channels=channels))
-    module.data_info = {"dataset": dm.name, "resolution": dm.resolution,
-                        "hide_masked_source": getattr(dm, "hide_masked_source", False)}
-    if getattr(dm, "root", None) is not None:
-        module.data_info["root"] = str(dm.root)
+    module.data_info = data_facts(dm, getattr(dm, "hide_masked_source", False))
     start = time.perf_counter()
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
                         accelerator="auto", devices=1, num_sanity_val_steps=0, limit_val_batches=val_batches,

@@ -43,6 +43,11 @@ class TextEncoderConfig:
             raise ValueError(f"context_length must be at least 3, got {self.context_length}")
 
 
+def word_tokens(tokens: torch.Tensor, start: int = START_TOKEN, end: int = END_TOKEN) -> torch.Tensor:
+    """(B, T) ids -> (B, T) bool: the instruction's words (not start, end or 0-padding)."""
+    return (tokens != 0) & (tokens != start) & (tokens != end)
+
+
 class TextEncoder(nn.Module):
     """instruction strings -> token ids (B, T) int64 -> token features (B, T, width) float."""
 

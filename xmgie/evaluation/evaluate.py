@@ -23,6 +23,7 @@ from xmgie.evaluation import backbones
 from xmgie.evaluation.backbones import Backbone
 from xmgie.evaluation.metrics import EditingMetrics
 from xmgie.evaluation.weights import sha256_of
+from xmgie.inference import default_device
 
 RESULT_FORMAT = 1
 
@@ -80,7 +81,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
     `bf16`: edit under bfloat16 autocast (the full-scale model on a GPU); the metrics run in fp32.
     """
     start = time.perf_counter()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device or default_device())
     module = load_generator_module(ckpt, device)
     info = module.data_info
     dataset = dataset or info.get("dataset", "shapes")
@@ -105,7 +106,7 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
-                                   guidance_image=guidance_image).float()
+                                   guidance_image=guidance_image)
             suite.update(edit, batch)
             n += edit.shape[0]
     if n == 0:

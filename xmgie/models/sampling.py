@@ -53,6 +53,8 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
     noise = x.repeat(3, 1, 1, 1) if guided else x  # the reference branch (PFB) is noised with x_T's ε
     x_T, timesteps = x, list(sched.timesteps)
     blended = round(source_blend * len(timesteps))
+    if blended:  # PFB-Diff's latent blending: the source and the mask on the diffusion's grid, fixed per edit
+        known_0, m = generator.reference_in_diffusion_space(edit_cond), generator.diffusion_mask(edit_cond)
     for i, t in enumerate(timesteps):
         tt = torch.full((cond.source.shape[0],), int(t), device=device, dtype=torch.long)
         pred = generator(x.repeat(3, 1, 1, 1) if guided else x, tt, cond, context, noise=noise)  # 2.
@@ -61,9 +63,8 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)
         x = sched.step(pred, t, x).prev_sample  # 3.
         if i < blended:
-            known = generator.reference_in_diffusion_space(edit_cond)
-            if i + 1 < len(timesteps):  # the last step's output is clean: the source itself
-                known = generator.add_noise(known, x_T, torch.full((B,), int(timesteps[i + 1]), device=device))
-            m = generator.diffusion_mask(edit_cond)
+            known = known_0  # after the last step the sample is clean: the source itself
+            if i + 1 < len(timesteps):
+                known = generator.add_noise(known_0, x_T, torch.full((B,), int(timesteps[i + 1]), device=device))
             x = m * x + (1 - m) * known
     return generator.postprocess(x, edit_cond).float().clamp(-1, 1)  # 4. with the full-condition branch (fp32)

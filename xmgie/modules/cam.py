@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
+from xmgie.conditioning.text_encoder import word_tokens
 from xmgie.models.plugin import EditCondition, EditPlugin
 
 MODES = ("post_softmax", "pre_softmax")
@@ -113,7 +114,7 @@ class CrossAttentionMasking(EditPlugin):
 
     def word_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T) bool: the instruction's words."""
-        return (tokens != 0) & (tokens != self.start_token) & (tokens != self.end_token)
+        return word_tokens(tokens, self.start_token, self.end_token)
 
     def condition(self, cond: EditCondition) -> None:
         self.state = CAMState(cond.mask, self.word_tokens(cond.tokens))

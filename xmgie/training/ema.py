@@ -1,4 +1,4 @@
-"""Exponential moving average of weights, used for sampling."""
+"""Weight updates shared by the trainers: the exponential moving average used for sampling, and gradient clipping."""
 from __future__ import annotations
 
 import torch
@@ -19,3 +19,12 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> flo
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
     return d
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """Clip the global gradient norm of `optimizer`'s parameters to max_norm (0: off). Done directly rather than by
+    Lightning's `clip_gradients`, which refuses fused Adam under bf16 autocast although bf16 has no loss scale to
+    undo (the trainers refuse fp16 with a scale)."""
+    if max_norm > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, max_norm)

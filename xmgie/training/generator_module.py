@@ -23,8 +23,9 @@ from xmgie.models.sampling import ddim_edit
 from xmgie.modules.config import ModulesConfig, build_plugins
 from xmgie.modules.identity import IdentityEmbedding, load_identity_weights
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
-from xmgie.training.ema import ema_update
+from xmgie.training.ema import clip_gradients, ema_update
 from xmgie.training.schedule import learning_rate
+from xmgie.training.stage import data_facts
 
 CHECKPOINT_KIND = "xmgie-generator"
 
@@ -106,9 +107,7 @@ class XMGIEModule(L.LightningModule):
         hide = self.inpainting or getattr(dm, "hide_masked_source", False)
         if hide != self.gen_cfg.hide_masked_source:
             self.adopt_hide_masked_source(hide, dm.name)
-        self.data_info = {"dataset": dm.name, "resolution": dm.resolution, "hide_masked_source": hide}
-        if getattr(dm, "root", None) is not None:
-            self.data_info["root"] = str(dm.root)
+        self.data_info = data_facts(dm, hide)
         if stage == "fit" and self.modules_cfg.ie.enabled:
             self.load_identity_encoder(self.modules_cfg.ie.weights)
 
@@ -191,7 +190,7 @@ class XMGIEModule(L.LightningModule):
                                                    self.discriminator(out["x_edit"].detach()))
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_loss)
-                self.clip(opt_d)
+                clip_gradients(opt_d, oc.grad_clip)
                 opt_d.optimizer.step()
             self.log("train/d_loss", d_loss, prog_bar=True)
 
@@ -208,7 +207,7 @@ class XMGIEModule(L.LightningModule):
             g_loss = sum(getattr(lc, name) * value for name, value in terms.items())
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
-            self.clip(opt_g)
+            clip_gradients(opt_g, oc.grad_clip)
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.global_step + 1
             for group in opt_g.param_groups:
                 group["lr"] = learning_rate(self.global_step, total, oc.lr, oc.warmup_steps, oc.schedule,
@@ -219,14 +218,6 @@ class XMGIEModule(L.LightningModule):
             ema_update(self.ema, self.generator, oc.ema_decay, self.global_step)
         self.log("train/loss", g_loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in terms.items()})
-
-    def clip(self, optimizer) -> None:
-        """Clip the global gradient norm of `optimizer`'s parameters to optim.grad_clip (0: off). Done directly
-        rather than by Lightning's `clip_gradients`, which refuses fused Adam under bf16 autocast although bf16
-        has no loss scale to undo (fp16 with a scale is refused in `setup`)."""
-        if self.optim_cfg.grad_clip > 0:
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.optim_cfg.grad_clip)
 
     def on_train_epoch_end(self) -> None:
         if self.skipped:  # reported once per epoch, not per sample

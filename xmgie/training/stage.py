@@ -2,6 +2,8 @@
 plain Trainer run for a fixed number of steps, without logger or checkpoints (their result is one file)."""
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 
 from data_modules.base import EditDataModule, build_datamodule
@@ -24,3 +26,11 @@ def fit_stage(module: L.LightningModule, dm: EditDataModule, steps: int) -> None
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_model_summary=False,
                         accelerator="auto", devices=1, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, train_dataloaders=dm.loader("train", shuffle=True))
+
+
+def data_facts(dm: EditDataModule, hide_masked_source: bool) -> dict[str, Any]:
+    """What a checkpoint records of the data it was trained on (`xmgie evaluate` and `xmgie edit` follow it)."""
+    facts = {"dataset": dm.name, "resolution": dm.resolution, "hide_masked_source": hide_masked_source}
+    if getattr(dm, "root", None) is not None:
+        facts["root"] = str(dm.root)
+    return facts
