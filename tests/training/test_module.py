@@ -169,3 +169,19 @@ def test_timestep_power_shifts_training_towards_high_noise(monkeypatch):
     assert abs(t.mean().item() - 2 * 1000 / 3) < 60 and t.min() >= 0 and t.max() <= 999
     with pytest.raises(ValueError, match="timestep_power"):
         LossConfig(timestep_power=0)
+
+
+def test_text_lr_scale_gives_the_text_tower_its_own_learning_rate(tmp_path):
+    """text_lr_scale puts the text tower in a second Adam group at that multiple of the scheduled rate; at 1 there
+    is one group (older runs' optimiser states keep loading)."""
+    m = XMGIEModule(generator=MICRO, optim=OptimConfig(lr=1e-3, text_lr_scale=0.25))
+    text = {id(p) for p in m.generator.text_encoder.parameters()}
+    groups = m.configure_optimizers()[0].param_groups
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.25]
+    assert {id(p) for p in groups[1]["params"]} == text and not text & {id(p) for p in groups[0]["params"]}
+    assert len(XMGIEModule(generator=MICRO).configure_optimizers()[0].param_groups) == 1
+    run = fit(tmp_path, "--model.optim.text_lr_scale=0.25", "--model.optim.warmup_steps=8")
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    unet_lr, text_lr = (g["lr"] for g in state["optimizer_states"][0]["param_groups"])
+    assert unet_lr == pytest.approx(1e-3 * 4 / 8)  # the smoke config's lr, at warm-up step 4 of 8
+    assert text_lr == pytest.approx(0.25 * unet_lr)

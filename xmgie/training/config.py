@@ -52,6 +52,7 @@ class OptimConfig:
         warmup_steps: linear learning-rate warm-up, in generator updates.
         schedule: after warm-up, "constant" or "cosine" (decay to lr·final_lr_ratio at trainer.max_steps).
         final_lr_ratio: the cosine schedule's last learning rate as a fraction of lr.
+        text_lr_scale: the trainable text tower's learning rate as a multiple of lr.
     """
 
     lr: float = 1e-4
@@ -62,14 +63,16 @@ class OptimConfig:
     warmup_steps: int = 0
     schedule: str = "constant"
     final_lr_ratio: float = 0.1
+    text_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if not 0 <= self.final_lr_ratio <= 1:
             raise ValueError(f"final_lr_ratio must be in [0, 1], got {self.final_lr_ratio}")
-        if self.lr <= 0 or self.d_lr <= 0:
-            raise ValueError(f"learning rates must be positive, got lr={self.lr}, d_lr={self.d_lr}")
+        if self.lr <= 0 or self.d_lr <= 0 or self.text_lr_scale <= 0:
+            raise ValueError(f"learning rates must be positive, got lr={self.lr}, d_lr={self.d_lr}, "
+                             f"text_lr_scale={self.text_lr_scale}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         self.betas = tuple(self.betas)

@@ -143,7 +143,12 @@ class XMGIEModule(L.LightningModule):
         o = self.optim_cfg
         # fused Adam: one kernel for all parameters (3x faster than the loop on CPU)
         trainable = [p for p in self.generator.parameters() if p.requires_grad]  # not the VAE, E_id, a frozen CLIP
-        opt_g = torch.optim.Adam(trainable, lr=o.lr, betas=o.betas, fused=True)
+        groups = [{"params": trainable, "lr_scale": 1.0}]
+        if o.text_lr_scale != 1.0:  # a second group only when asked: older runs' optimiser states still load
+            text = {id(p) for p in self.generator.text_encoder.parameters()}
+            groups = [{"params": [p for p in trainable if id(p) not in text], "lr_scale": 1.0},
+                      {"params": [p for p in trainable if id(p) in text], "lr_scale": o.text_lr_scale}]
+        opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=o.lr, betas=o.betas, fused=True)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas, fused=True)
         return opt_g, opt_d
 
@@ -209,9 +214,9 @@ class XMGIEModule(L.LightningModule):
             self.manual_backward(g_loss)
             clip_gradients(opt_g, oc.grad_clip)
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.global_step + 1
+            lr = learning_rate(self.global_step, total, oc.lr, oc.warmup_steps, oc.schedule, oc.final_lr_ratio)
             for group in opt_g.param_groups:
-                group["lr"] = learning_rate(self.global_step, total, oc.lr, oc.warmup_steps, oc.schedule,
-                                            oc.final_lr_ratio)
+                group["lr"] = group.get("lr_scale", 1.0) * lr
             opt_g.step()
         # 7. EMA of the generator's weights
         if self.ema is not None:
