@@ -114,12 +114,14 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
     if skipped:
         print(f"warning: {len(skipped)} unreadable samples were skipped (first: {skipped[0]})", file=sys.stderr)
     s = module.sampling_cfg
-    one_pass = getattr(module, "ONE_PASS", False)  # a GAN baseline: no DDIM steps, no guidance
+    sampling = {"steps": steps or s.steps,
+                "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
+                "guidance_image": s.guidance_image if guidance_image is None else guidance_image}
+    if getattr(module, "ONE_PASS", False):  # a GAN baseline: no DDIM steps, no guidance
+        sampling = dict.fromkeys(sampling)
     return {
         "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split,
-        **suite.record(suite.compute()), "seed": seed, "steps": None if one_pass else steps or s.steps,
-        "guidance_text": None if one_pass else s.guidance_text if guidance_text is None else guidance_text,
-        "guidance_image": None if one_pass else s.guidance_image if guidance_image is None else guidance_image,
+        **suite.record(suite.compute()), "seed": seed, **sampling,
         "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},
         "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32",
         "wall_time_s": round(time.perf_counter() - start, 1),

@@ -143,11 +143,10 @@ class XMGIEModule(L.LightningModule):
         o = self.optim_cfg
         # fused Adam: one kernel for all parameters (3x faster than the loop on CPU)
         trainable = [p for p in self.generator.parameters() if p.requires_grad]  # not the VAE, E_id, a frozen CLIP
-        groups = [{"params": trainable, "lr_scale": 1.0}]
-        if o.text_lr_scale != 1.0:  # a second group only when asked: older runs' optimiser states still load
-            text = {id(p) for p in self.generator.text_encoder.parameters()}
-            groups = [{"params": [p for p in trainable if id(p) not in text], "lr_scale": 1.0},
-                      {"params": [p for p in trainable if id(p) in text], "lr_scale": o.text_lr_scale}]
+        # the text tower gets its own group only when its scale differs: older runs' one-group states still load
+        text = {id(p) for p in self.generator.text_encoder.parameters()} if o.text_lr_scale != 1.0 else set()
+        groups = [{"params": [p for p in trainable if id(p) not in text], "lr_scale": 1.0},
+                  {"params": [p for p in trainable if id(p) in text], "lr_scale": o.text_lr_scale}]
         opt_g = torch.optim.Adam([g for g in groups if g["params"]], lr=o.lr, betas=o.betas, fused=True)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.d_lr, betas=o.betas, fused=True)
         return opt_g, opt_d
