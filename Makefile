@@ -6,7 +6,10 @@ XMGIE := $(VENV)/bin/xmgie
 STAMP := $(VENV)/.installed-stamp
 
 DATASET ?= shapes
-NAME ?= default
+# INIT=<checkpoint>: fine-tune that trained editor with the four modules (experiments/finetune.yaml) into
+# runs/$(DATASET)/finetune instead of training from scratch
+INIT ?=
+NAME ?= $(if $(INIT),finetune,default)
 RUN := runs/$(DATASET)/$(NAME)
 CKPT ?= $(RUN)/checkpoints/last.ckpt
 IDENTITY := runs/$(DATASET)/identity/encoder.pt
@@ -38,12 +41,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Trains into runs/$(DATASET)/$(NAME); run again after an interruption and it resumes from last.ckpt.
+# With INIT=<ckpt> it fine-tunes that editor (its weights load, the modules start fresh, the base's sha256 is kept).
 # When the run turns IE on (an ablation config, --model.modules.ie.enabled=true or ip2p.yaml) its frozen identity
 # encoder is trained first if it does not exist yet; the default run (modules off) does not wait for it.
-NEEDS_IDENTITY := $(or $(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)),\
+NEEDS_IDENTITY := $(or $(INIT),$(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)),\
 	$(findstring ip2p,$(CONFIG)))
+FINETUNE_ARGS := $(if $(INIT),--config experiments/finetune.yaml --model.init_from=$(INIT))
 train: $(STAMP) $(if $(NEEDS_IDENTITY),$(IDENTITY))
-	$(XMGIE) fit --config $(CONFIG) --data experiments/data/$(DATASET).yaml $(DATA_ARG) \
+	$(XMGIE) fit --config $(CONFIG) $(FINETUNE_ARGS) --data experiments/data/$(DATASET).yaml $(DATA_ARG) \
 		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) \
 		$(if $(wildcard $(RUN)/checkpoints/last.ckpt),--ckpt_path=$(RUN)/checkpoints/last.ckpt) $(ARGS)
 

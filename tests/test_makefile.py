@@ -72,3 +72,12 @@ def test_make_train_baseline_names_the_method_and_its_checkpoint():
     dry = _dry("train-baseline", "METHOD=tagan", "DATASET=cub", "DATA_ROOT=/data/cub")
     out = " ".join(dry.replace("\\\n", " ").split())  # one line, single spaces
     assert "baseline train --method tagan --dataset cub --data-root /data/cub --out runs/cub/tagan/baseline.ckpt" in out
+
+
+def test_make_train_init_fine_tunes_into_its_own_run_with_the_identity_encoder_first():
+    out = _dry("train", "DATASET=nosuch", "INIT=runs/x/base.ckpt")
+    fit = out[out.index("xmgie fit"):]
+    assert "--config experiments/finetune.yaml --model.init_from=runs/x/base.ckpt" in fit
+    assert "--trainer.default_root_dir=runs/nosuch/finetune" in fit  # never resumes the base's own run
+    assert out.index("identity train") < out.index("xmgie fit")
+    assert "init_from" not in _dry("train", "DATASET=nosuch")

@@ -91,3 +91,49 @@ def test_facenet_loads_a_local_state_dict_and_embeds(tmp_path):
     with torch.no_grad():
         ref = torch.nn.functional.normalize(net(crop * 127.5 / 128), dim=-1)
     torch.testing.assert_close(e, ref, atol=2e-3, rtol=0)
+
+
+def test_identity_attention_matches_a_naive_einsum():
+    from diffusers.models.attention_processor import Attention
+
+    from xmgie.modules.identity import identity_attention
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=12, cross_attention_dim=8, heads=3, dim_head=5)
+    to_k, to_v = torch.nn.Linear(8, 15, bias=False), torch.nn.Linear(8, 15, bias=False)
+    hidden, tokens = torch.randn(2, 7, 12), torch.randn(2, 4, 8)
+    q = (hidden @ attn.to_q.weight.T).view(2, 7, 3, 5)                       # (B, N, h, d)
+    k = (tokens @ to_k.weight.T).view(2, 4, 3, 5)
+    v = (tokens @ to_v.weight.T).view(2, 4, 3, 5)
+    p = torch.einsum("bnhd,bkhd->bhnk", q, k).mul(5 ** -0.5).softmax(-1)
+    o = torch.einsum("bhnk,bkhd->bnhd", p, v).reshape(2, 7, 15)
+    torch.testing.assert_close(identity_attention(hidden, tokens, attn, to_k, to_v), o @ attn.to_out[0].weight.T,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_decoupled_identity_attention_is_an_exact_no_op_until_its_gates_open():
+    base = micro_generator()
+    ie = micro_generator([IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=4, attention="decoupled")])
+    ie.load_state_dict(base.state_dict(), strict=False)
+    src, mask, x_t, t = edit_inputs()
+    cond = ie.make_condition(src, mask, ["make it red"] * 2)
+    assert ie.context(cond).tokens.shape == (2, 48, 32)  # the text context is untouched
+    with torch.no_grad():
+        a = base(x_t, t, base.make_condition(src, mask, ["make it red"] * 2))
+        b = ie(x_t, t, cond)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    ie.train()
+    ie(x_t, t, cond).square().mean().backward()
+    branches = ie.plugins[0].id_attention
+    assert len(branches) == sum(n.endswith("attn2") for n, _ in ie.unet.named_modules()) > 0
+    assert all(b.gate.grad is not None and b.gate.grad.abs() > 0 for b in branches)  # the gates can open
+    with torch.no_grad():
+        for b in branches:
+            b.gate.fill_(0.5)
+        c = ie(x_t, t, cond)
+    assert (c - a).abs().max() > 1e-4  # open gates change the output
+
+
+def test_ie_attention_kind_is_checked():
+    with pytest.raises(ValueError, match="attention"):
+        IdentityEmbedding(SmallIdentityCNN(16), text_width=32, attention="prepended")

@@ -69,3 +69,12 @@ def test_reference_branch_needs_the_noise_and_known_layers():
         g(noise, t, g.make_condition(src, mask, ["x", "y"]))
     with pytest.raises(ValueError, match="unknown PFB layer"):
         micro_generator([ProgressiveFeatureBlending(("up7",))])
+
+
+@pytest.mark.parametrize("alpha_init", [0.1, 0.95])
+def test_alpha_init_sets_where_the_learned_alpha_starts(alpha_init):
+    pfb = ProgressiveFeatureBlending(("mid", "up0", "up1"), alpha_init=alpha_init)
+    torch.testing.assert_close(pfb.alpha, torch.full((3,), alpha_init))
+    assert pfb.alpha_logit.requires_grad
+    with pytest.raises(ValueError, match="alpha_init"):
+        ProgressiveFeatureBlending(("mid",), alpha_init=1.0)

@@ -25,7 +25,8 @@ METHODS: dict[str, Recipe] = {
     "tagan": Recipe("gan", module=tagan.TAGAN),
     "manigan": Recipe("gan", module=manigan.ManiGAN),
     # the method itself, as Table 1 runs it: all four modules, reading the expander's output like MGIE
-    "xmgie": Recipe("fit", configs=("experiments/ablation/full.yaml", "experiments/text/expander.yaml")),
+    "xmgie": Recipe("fit", configs=("experiments/ablation/full.yaml", "experiments/text/expander.yaml"),
+                    finetune=True),
 }
 GAN_BASELINES: dict[str, type[GANBaseline]] = {n: r.module for n, r in METHODS.items() if r.kind == "gan"}
 

@@ -9,4 +9,4 @@ and Stable Diffusion jointly, passing visual tokens; here the expander is frozen
 """
 from xmgie.baselines.recipe import Recipe
 
-RECIPE = Recipe("fit", configs=("experiments/ablation/base.yaml", "experiments/text/expander.yaml"))
+RECIPE = Recipe("fit", configs=("experiments/ablation/base.yaml", "experiments/text/expander.yaml"), finetune=True)

@@ -61,16 +61,32 @@ def _truncate(batch: dict[str, Any], keep: int) -> dict[str, Any]:
     return {k: v[:keep] if isinstance(v, (list, torch.Tensor)) else v for k, v in batch.items()}
 
 
-def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str = "test", limit: int | None = None,
-                        steps: int | None = None, batch_size: int = 32, seed: int = 0,
-                        guidance_text: float | None = None, guidance_image: float | None = None,
-                        identity: str | Path | None = None, attributes: str | Path | None = None,
-                        inception: bool = True, lpips: bool = True, strict_weights: bool = False,
-                        method: str = "xmgie", device: str | None = None,
-                        data_root: str | None = None, bf16: bool = False) -> dict[str, Any]:
-    """Edit `split` of `dataset` (default: the checkpoint's) and return the result record.
+def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str = "test",
+                        device: str | None = None, **options: Any) -> dict[str, Any]:
+    """Load the editor in `ckpt` and `evaluate_editor` it (options: that function's keywords); the record adds the
+    checkpoint's sha256 and, for a fine-tuned run, the base checkpoint it started from."""
+    start = time.perf_counter()
+    device = torch.device(device or default_device())
+    module = load_generator_module(ckpt, device)
+    result = evaluate_editor(module, dataset, split, device=device, **options)
+    result["checkpoint"] = {"path": str(ckpt), "sha256": sha256_of(ckpt)}
+    if getattr(module, "base_info", None):  # a fine-tuned run: the trained editor it started from
+        result["base"] = module.base_info
+    result["wall_time_s"] = round(time.perf_counter() - start, 1)
+    return result
 
-    1. Load the generator and the dataset; its `protocol` says what the edits are compared with.
+
+def evaluate_editor(module, dataset: str | None = None, split: str = "test", limit: int | None = None,
+                    steps: int | None = None, batch_size: int = 32, seed: int = 0,
+                    guidance_text: float | None = None, guidance_image: float | None = None,
+                    identity: str | Path | None = None, attributes: str | Path | None = None,
+                    inception: bool = True, lpips: bool = True, strict_weights: bool = False,
+                    method: str = "xmgie", device: str | torch.device | None = None,
+                    data_root: str | None = None, bf16: bool = False) -> dict[str, Any]:
+    """Edit `split` of `dataset` (default: the editor's) with `module` (an XMGIEModule or a GAN baseline, in eval
+    mode, on `device`) and return the result record.
+
+    1. Load the dataset; its `protocol` says what the edits are compared with.
     2. Build the suite (backbones from the weights folder, or uncalibrated; `strict_weights`: error instead).
     3. Edit every batch with seed + batch number (caption protocol: each image with another test image's caption,
        the dataset's seeded pairing) and stream the edits into the suite.
@@ -82,7 +98,6 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
     """
     start = time.perf_counter()
     device = torch.device(device or default_device())
-    module = load_generator_module(ckpt, device)
     info = module.data_info
     dataset = dataset or info.get("dataset", "shapes")
     root = data_root or (info.get("root") if dataset == info.get("dataset") else None)
@@ -122,7 +137,6 @@ def evaluate_checkpoint(ckpt: str | Path, dataset: str | None = None, split: str
     return {
         "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split,
         **suite.record(suite.compute()), "seed": seed, **sampling,
-        "checkpoint": {"path": str(ckpt), "sha256": sha256_of(ckpt)},
         "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32",
         "wall_time_s": round(time.perf_counter() - start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@ Images are (B, 3, H, W) in [-1, 1]; statistics are float64 so that sums over tho
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from xmgie.evaluation.convert import to_unit
@@ -25,6 +26,40 @@ def psnr_per_image(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
         mse = (se * w).flatten(1).sum(1) / n
         mse = torch.where(n > 0, mse, torch.full_like(mse, float("nan")))
     return 10 * torch.log10(data_range**2 / mse.clamp(min=1e-12))
+
+
+def mean_abs_change(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) twice and weight (B, 1, H, W) in {0, 1} -> (B,) mean |x − y| over channels and the weighted
+    pixels; NaN for an image with no such pixel."""
+    w = weight.float().expand_as(x)
+    n = w.flatten(1).sum(1)
+    total = ((x.float() - y.float()).abs() * w).flatten(1).sum(1)
+    return torch.where(n > 0, total / n.clamp(min=1), torch.full_like(n, float("nan")))
+
+
+def boundary_band(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, 1, H, W) {0, 1} mask -> (B, 1, H, W) {0, 1}: the pixels within `radius` (chessboard distance) of the
+    mask's edge on either side, i.e. dilation minus erosion by a (2r+1)² square (the image border is not an edge)."""
+    m = mask.float()
+    k = 2 * radius + 1
+    dilated = F.max_pool2d(m, k, stride=1, padding=radius)
+    eroded = -F.max_pool2d(F.pad(-m, (radius,) * 4, value=-1.0), k, stride=1)
+    return dilated - eroded
+
+
+def seam_score(edit: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """Boundary seam: (B,) mean over the mask-edge band of |∇(edit − target)|, the gradient taken by forward
+    differences ((H−1)×(W−1) grid), its magnitude sqrt(∂x² + ∂y²) averaged over channels. A sharp seam that the
+    target does not have raises it; NaN for an image whose mask has no edge. edit/target (B, C, H, W), mask
+    (B, 1, H, W)."""
+    d = edit.float() - target.float()
+    gx = d[..., :-1, 1:] - d[..., :-1, :-1]                                      # (B, C, H-1, W-1)
+    gy = d[..., 1:, :-1] - d[..., :-1, :-1]
+    magnitude = (gx.square() + gy.square()).sqrt().mean(1, keepdim=True)        # (B, 1, H-1, W-1)
+    band = boundary_band(mask, radius)[..., :-1, :-1]
+    n = band.flatten(1).sum(1)
+    total = (magnitude * band).flatten(1).sum(1)
+    return torch.where(n > 0, total / n.clamp(min=1), torch.full_like(n, float("nan")))
 
 
 def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

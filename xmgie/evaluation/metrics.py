@@ -1,8 +1,8 @@
 """The evaluation suite (DESIGN §7) as torchmetrics state: every metric streams sums (nothing keeps every image),
 and every state has a sum reduction, so DDP ranks sync exactly.
 
-    EditQuality       PSNR / SSIM vs the reference, and on shapes-like data the copy-the-source baseline and
-                      PSNR inside / outside the edit mask
+    EditQuality       PSNR / SSIM vs the reference, and on shapes-like data the copy-the-source baseline,
+                      PSNR inside / outside the edit mask, edit leakage and the boundary seam score
     InceptionMetrics  IS of the edits and FID of edits vs real images (one Inception pass per image)
     MeanLPIPS         LPIPS (AlexNet) vs the reference
     AttributeAccuracy AA: multi-label accuracy of the project's attribute classifier on the edits
@@ -22,14 +22,14 @@ from torchmetrics import Metric
 from xmgie.evaluation import backbones
 from xmgie.evaluation.backbones import Backbone
 from xmgie.evaluation.convert import to_lpips, to_signed, to_uint8
-from xmgie.evaluation.functional import (attribute_agreement, frechet_distance, inception_score, mean_and_cov,
-                                         psnr_per_image, ssim_per_image)
+from xmgie.evaluation.functional import (attribute_agreement, frechet_distance, inception_score, mean_abs_change,
+                                         mean_and_cov, psnr_per_image, seam_score, ssim_per_image)
 
 # Direction of every reported metric: the table writer takes its arrows and bold from here.
 HIGHER_IS_BETTER: dict[str, bool] = {
     "is": True, "fid": False, "lpips": False, "ssim": True, "psnr": True, "aa": True, "ips": True,
     "psnr_gain": True, "psnr_outside_mask": True, "psnr_inside_mask": True, "psnr_source": True,
-    "ips_source": True,
+    "ips_source": True, "lpips_outside_mask": False, "leakage": False, "seam": False,
 }
 PROTOCOLS = ("targets", "captions")
 
@@ -61,10 +61,14 @@ class _SumMetric(Metric):
 class EditQuality(_SumMetric):
     """Means over images of psnr and ssim (edit vs reference); with `source`, also psnr_source (source vs
     reference: the do-nothing baseline) and psnr_gain = psnr − psnr_source; with `mask`, psnr_outside_mask /
-    psnr_inside_mask. Images whose mask has no inside (or outside) pixel are left out of that mean only."""
+    psnr_inside_mask and seam (the boundary seam score, `seam_score`); with both, leakage = mean |edit − source| outside the mask / the same inside
+    (the ratio of the two means over images: what CAM restricts). Images whose mask has no inside (or outside, or
+    edge) pixel are left out of that mean only."""
 
     higher_is_better = True
-    KEYS = ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_inside_mask")
+    KEYS = ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_inside_mask", "change_outside",
+            "change_inside", "seam")
+    SEAM_RADIUS = 2  # band half-width in pixels across the mask's edge
 
     def update(self, edit: torch.Tensor, reference: torch.Tensor, source: torch.Tensor | None = None,
                mask: torch.Tensor | None = None) -> None:
@@ -76,11 +80,17 @@ class EditQuality(_SumMetric):
         if mask is not None:
             self._add("psnr_outside_mask", psnr_per_image(edit, reference, 1 - mask))
             self._add("psnr_inside_mask", psnr_per_image(edit, reference, mask))
+            self._add("seam", seam_score(edit, reference, mask, self.SEAM_RADIUS))
+        if mask is not None and source is not None:
+            self._add("change_outside", mean_abs_change(edit, source, 1 - mask))
+            self._add("change_inside", mean_abs_change(edit, source, mask))
 
     def compute(self) -> dict[str, torch.Tensor]:
         out = super().compute()
         if "psnr_source" in out:
             out["psnr_gain"] = out["psnr"] - out["psnr_source"]
+        if "change_outside" in out and "change_inside" in out:
+            out["leakage"] = out["change_outside"] / out["change_inside"].clamp(min=1e-12)
         out["n_images"] = self.psnr_n.clone()
         return out
 
@@ -144,18 +154,25 @@ class InceptionMetrics(Metric):
 
 
 class MeanLPIPS(_SumMetric):
-    """Mean LPIPS (AlexNet + the package's linear heads) of edit vs reference."""
+    """Mean LPIPS (AlexNet + the package's linear heads) of edit vs reference; with a mask, also
+    lpips_outside_mask: LPIPS of the edit with its inside replaced by the reference's, so only what changed outside
+    the mask counts (images with an all-ones mask are left out)."""
 
     higher_is_better = False
-    KEYS = ("lpips",)
+    KEYS = ("lpips", "lpips_outside_mask")
 
     def __init__(self, net: nn.Module, **kwargs):
         super().__init__(**kwargs)
         self.net = net
 
-    def update(self, edit: torch.Tensor, reference: torch.Tensor) -> None:
-        """(B, 3, H, W) twice in [-1, 1]."""
+    def update(self, edit: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """(B, 3, H, W) twice in [-1, 1]; mask (B, 1, H, W) in {0, 1}."""
         self._add("lpips", self.net(to_lpips(edit), to_lpips(reference)).flatten())
+        if mask is not None:
+            outside = torch.where(mask.bool(), reference, edit)
+            score = self.net(to_lpips(outside), to_lpips(reference)).flatten()
+            has_outside = (mask < 0.5).flatten(1).any(1)
+            self._add("lpips_outside_mask", torch.where(has_outside, score, torch.full_like(score, float("nan"))))
 
 
 class AttributeAccuracy(_SumMetric):
@@ -225,6 +242,8 @@ class EditingMetrics(nn.Module):
         if lpips:
             net, self.backbones["lpips"] = backbones.alexnet_lpips(strict, seed)
             self.metrics["lpips"] = MeanLPIPS(net)
+            if protocol == "targets":
+                self.backbones["lpips_outside_mask"] = self.backbones["lpips"]
         if attribute_classifier is not None:
             self.metrics["aa"] = AttributeAccuracy(attribute_classifier[0])
             self.backbones["aa"] = attribute_classifier[1]
@@ -244,7 +263,7 @@ class EditingMetrics(nn.Module):
             m["inception"].update(edit, index)
             m["inception"].update(reference, index, real=True)
         if "lpips" in m:
-            m["lpips"].update(edit, reference)
+            m["lpips"].update(edit, reference, batch["mask"] if targets else None)
         if "aa" in m:
             m["aa"].update(edit, batch["attributes"])
         if "ips" in m:

@@ -29,8 +29,10 @@ from xmgie.errors import UserError
 from xmgie.evaluation.metrics import HIGHER_IS_BETTER
 
 LABELS = {"is": "IS", "fid": "FID", "lpips": "LPIPS", "ssim": "SSIM", "psnr": "PSNR", "aa": "AA", "ips": "IPS",
-          "psnr_gain": "PSNR gain", "psnr_outside_mask": "PSNR out", "psnr_inside_mask": "PSNR in"}
-DECIMALS = {"is": 2, "fid": 2, "lpips": 3, "ssim": 3, "psnr": 2, "aa": 3, "ips": 3}
+          "psnr_gain": "PSNR gain", "psnr_outside_mask": "PSNR out", "psnr_inside_mask": "PSNR in",
+          "lpips_outside_mask": "LPIPS out", "leakage": "Leakage", "seam": "Seam"}
+DECIMALS = {"is": 2, "fid": 2, "lpips": 3, "ssim": 3, "psnr": 2, "aa": 3, "ips": 3, "psnr_gain": 2,
+            "psnr_outside_mask": 2, "psnr_inside_mask": 2, "lpips_outside_mask": 4, "leakage": 4, "seam": 4}
 NOT_APPLICABLE, MISSING, NOT_COMPUTED = "–", "missing", "n/c"
 
 

@@ -1,7 +1,7 @@
 """Typed configs of the four modules (`--model.modules.<module>.<field>`) and the table that builds them.
 
 Each module is off unless enabled, so the defaults are the plain MGIE-style generator (the ablation's `base`);
-`experiments/train.yaml` switches all four on.
+`experiments/ablation/full.yaml` switches all four on, `experiments/finetune.yaml` sets their fine-tuning values.
 """
 from __future__ import annotations
 
@@ -11,23 +11,27 @@ from typing import Callable
 from xmgie.models.plugin import EditPlugin
 from xmgie.modules.cam import MODES, CrossAttentionMasking
 from xmgie.modules.gaussian_blur import GaussianBlur
-from xmgie.modules.identity import ENCODER_KINDS, IdentityEmbedding, build_identity_encoder
+from xmgie.modules.identity import ATTENTION_KINDS, ENCODER_KINDS, IdentityEmbedding, build_identity_encoder
 from xmgie.modules.pfb import ProgressiveFeatureBlending
 
 
 @dataclass
 class PFBConfig:
     """enabled; layers: 'mid' and 'up<i>' (decoder block i, 0 next to the bottleneck); alpha: None learns α_l (the
-    paper), a number fixes every α_l (1.0: PFB-Diff's training-free blending)."""
+    paper), a number fixes every α_l (1.0: PFB-Diff's training-free blending); alpha_init: where a learned α_l
+    starts (the paper's 0.5 replaces half of a trained editor's in-mask features by the source's at step 0)."""
 
     enabled: bool = False
     layers: tuple[str, ...] = ("mid", "up0", "up1")
     alpha: float | None = None
+    alpha_init: float = 0.5
 
     def __post_init__(self) -> None:
         self.layers = tuple(self.layers)
         if self.alpha is not None and not 0 <= self.alpha <= 1:
             raise ValueError(f"pfb.alpha must be in [0, 1] or null, got {self.alpha}")
+        if not 0 < self.alpha_init < 1:
+            raise ValueError(f"pfb.alpha_init must be in (0, 1), got {self.alpha_init}")
 
 
 @dataclass
@@ -45,17 +49,23 @@ class CAMConfig:
 @dataclass
 class IEConfig:
     """enabled; encoder: 'cnn' (trained by `make train-identity`) or 'facenet'; weights: its file (needed to
-    train; a checkpoint carries them afterwards); tokens: K identity tokens (Eq. 14); dim: the CNN's D_id."""
+    train; a checkpoint carries them afterwards); tokens: K identity tokens (Eq. 14); dim: the CNN's D_id;
+    attention: how cross-attention reads the tokens: 'appended' to the text tokens (Eq. 14 literally: they take
+    a share of every softmax row from the start) or 'decoupled' (their own keys/values and a zero-initialised
+    gate per layer, added to the text attention: an exact no-op until trained)."""
 
     enabled: bool = False
     encoder: str = "cnn"
     weights: str | None = None
     tokens: int = 4
     dim: int = 64
+    attention: str = "appended"
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_KINDS:
             raise ValueError(f"ie.encoder must be one of {ENCODER_KINDS}, got {self.encoder!r}")
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"ie.attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
         if self.tokens < 0:
             raise ValueError(f"ie.tokens must be >= 0, got {self.tokens}")
 
@@ -88,9 +98,10 @@ class ModulesConfig:
 # name -> factory(config of that module, text width, (start, end) token ids). The order is the order the
 # plugins run in: IE fuses a block's output before PFB blends it; GB post-processes last.
 MODULE_FACTORIES: dict[str, Callable[..., EditPlugin]] = {
-    "ie": lambda c, width, special: IdentityEmbedding(build_identity_encoder(c.encoder, c.dim), width, c.tokens),
+    "ie": lambda c, width, special: IdentityEmbedding(build_identity_encoder(c.encoder, c.dim), width, c.tokens,
+                                                      c.attention),
     "cam": lambda c, width, special: CrossAttentionMasking(c.mode, *special),
-    "pfb": lambda c, width, special: ProgressiveFeatureBlending(c.layers, c.alpha),
+    "pfb": lambda c, width, special: ProgressiveFeatureBlending(c.layers, c.alpha, c.alpha_init),
     "gb": lambda c, width, special: GaussianBlur(c.sigma_max, c.sigma_s),
 }
 

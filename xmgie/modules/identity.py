@@ -3,6 +3,7 @@ defines the identity loss.
 
     e_id = E_id(X)                                    (Eq. 13) L2-normalised, (B, D_id)
     c    = [T_I; W_tok e_id]                          (Eq. 14) K identity tokens appended to the text tokens
+           or, decoupled (IP-Adapter/InstantID): O = Attn(Q, K_T, V_T) + γ_l Attn(Q, K_id, V_id), γ_l = 0 at start
     F_l' = Conv1x1([F_l; e_id])                       (Eq. 15) identity on F_l, zero on e_id at initialisation
     L_id = ‖E_id(X_edit) − E_id(X_gt)‖²               (Eq. 16) averaged over the batch
 
@@ -22,12 +23,45 @@ from torch import nn
 from xmgie.models.plugin import EditCondition, EditPlugin
 
 ENCODER_KINDS = ("cnn", "facenet")
+ATTENTION_KINDS = ("appended", "decoupled")
 
 
 # -- the maths ------------------------------------------------------------------------------------------
 def identity_tokens(e_id: torch.Tensor, proj: nn.Linear, k: int) -> torch.Tensor:
     """Eq. 14: (B, D_id) -> (B, K, D_text) tokens, proj: D_id -> K·D_text."""
     return proj(e_id).unflatten(-1, (k, -1))
+
+
+def identity_attention(hidden: torch.Tensor, tokens: torch.Tensor, attn: nn.Module, to_k: nn.Linear,
+                       to_v: nn.Linear) -> torch.Tensor:
+    """Decoupled identity attention: the layer's own queries attend to the identity tokens only, through the layer's
+    output projection without its bias (the text branch adds that once).
+
+    hidden (B, N, C) the layer's input, tokens (B, K, D) -> (B, N, C_out) = W_out softmax(Q K_idᵀ/√d) V_id.
+    """
+    h = attn.heads
+    q = attn.to_q(hidden).unflatten(-1, (h, -1)).transpose(1, 2)             # (B, h, N, d)
+    k = to_k(tokens).unflatten(-1, (h, -1)).transpose(1, 2)                  # (B, h, K, d)
+    v = to_v(tokens).unflatten(-1, (h, -1)).transpose(1, 2)                  # (B, h, K, d)
+    o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)   # (B, N, h·d)
+    return F.linear(o, attn.to_out[0].weight) / attn.rescale_output_factor
+
+
+class IdentityAttention(nn.Module):
+    """One cross-attention layer's identity branch: K/V projections started from the layer's own (as IP-Adapter)
+    and a gate γ that starts at 0, so the branch adds exactly nothing until fine-tuning opens it."""
+
+    def __init__(self, attn: nn.Module):
+        super().__init__()
+        self.to_k = nn.Linear(attn.to_k.in_features, attn.to_k.out_features, bias=False)
+        self.to_v = nn.Linear(attn.to_v.in_features, attn.to_v.out_features, bias=False)
+        with torch.no_grad():
+            self.to_k.weight.copy_(attn.to_k.weight)
+            self.to_v.weight.copy_(attn.to_v.weight)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, hidden: torch.Tensor, tokens: torch.Tensor, attn: nn.Module) -> torch.Tensor:
+        return self.gate * identity_attention(hidden, tokens.to(hidden.dtype), attn, self.to_k, self.to_v)
 
 
 def fuse_identity(features: torch.Tensor, e_id: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -175,25 +209,32 @@ def load_identity_encoder(path: str | Path) -> IdentityEncoder:
 
 # -- the plugin ---------------------------------------------------------------------------------------------
 class IdentityEmbedding(EditPlugin):
-    """IE as a generator plugin: e_id of the source (zero for a dropped image condition), K identity tokens
-    appended to the text context (Eq. 14), a fusion conv after every U-Net block (Eq. 15) and L_id (Eq. 16).
+    """IE as a generator plugin: e_id of the source (zero for a dropped image condition), K identity tokens read
+    by cross-attention (Eq. 14), a fusion conv after every U-Net block (Eq. 15) and L_id (Eq. 16).
 
     Args:
         encoder: the frozen E_id.
         text_width: width of the text tokens.
         tokens: K.
+        attention: 'appended': the tokens join the text context (Eq. 14; zero-initialised, they still take a
+            share of each softmax row); 'decoupled': each cross-attention layer reads them in its own gated branch.
     """
 
-    def __init__(self, encoder: IdentityEncoder, text_width: int, tokens: int = 4):
+    def __init__(self, encoder: IdentityEncoder, text_width: int, tokens: int = 4, attention: str = "appended"):
         super().__init__()
+        if attention not in ATTENTION_KINDS:
+            raise ValueError(f"IE attention must be one of {ATTENTION_KINDS}, got {attention!r}")
         self.encoder = encoder.requires_grad_(False).eval()
-        self.k = tokens
+        self.k, self.attention = tokens, attention
         self.to_tokens = nn.Linear(encoder.dim, tokens * text_width) if tokens > 0 else None
-        if self.to_tokens is not None:  # tokens start as zeros: no identity information until trained
+        if self.to_tokens is not None and attention == "appended":  # no identity information until trained
             nn.init.zeros_(self.to_tokens.weight)
             nn.init.zeros_(self.to_tokens.bias)
+        # decoupled: random tokens (zero ones would leave the gate without a gradient); the gates start closed
         self.fusions = nn.ModuleList()
+        self.id_attention = nn.ModuleList()
         self.e_id: torch.Tensor | None = None
+        self.id_tokens: torch.Tensor | None = None
 
     def train(self, mode: bool = True) -> "IdentityEmbedding":
         super().train(mode)
@@ -208,6 +249,19 @@ class IdentityEmbedding(EditPlugin):
             conv = init_fusion(nn.Conv2d(c + self.encoder.dim, c, 1))
             self.fusions.append(conv)
             block.register_forward_hook(self._hook(conv))
+        if self.attention == "decoupled" and self.to_tokens is not None:
+            for name, attn in unet.named_modules():
+                if name.endswith("attn2"):
+                    branch = IdentityAttention(attn)
+                    self.id_attention.append(branch)
+                    attn.register_forward_hook(self._attention_hook(branch))
+
+    def _attention_hook(self, branch: IdentityAttention):
+        def hook(attn: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
+            if self.id_tokens is None:
+                return None
+            return output + branch(args[0], self.id_tokens, attn)               # (B, N, C)
+        return hook
 
     def _hook(self, conv: nn.Conv2d):
         def hook(module: nn.Module, args, output):
@@ -225,9 +279,11 @@ class IdentityEmbedding(EditPlugin):
 
     def condition(self, cond: EditCondition) -> None:
         self.e_id = cond.extras["identity"]
+        if self.attention == "decoupled" and self.to_tokens is not None:
+            self.id_tokens = identity_tokens(self.e_id, self.to_tokens, self.k)  # (B, K, D)
 
     def extend_context(self, features: torch.Tensor, cond: EditCondition) -> torch.Tensor:
-        if self.to_tokens is None:
+        if self.to_tokens is None or self.attention == "decoupled":
             return features
         tokens = identity_tokens(cond.extras["identity"], self.to_tokens, self.k).to(features.dtype)
         return torch.cat([features, tokens], dim=1)                          # (B, T + K, D)
@@ -238,4 +294,4 @@ class IdentityEmbedding(EditPlugin):
         return {"id": identity_loss(self.encoder.embed(x_edit), e_target)}
 
     def extra_repr(self) -> str:
-        return f"encoder={self.encoder.kind}, tokens={self.k}"
+        return f"encoder={self.encoder.kind}, tokens={self.k}, attention={self.attention}"

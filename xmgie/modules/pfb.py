@@ -63,20 +63,26 @@ class ProgressiveFeatureBlending(EditPlugin):
 
     Args:
         layers: blended layers, 'mid' and 'up<i>' (decoder blocks from the bottleneck outwards).
-        fixed_alpha: None: α_l learned (stored as a logit, starting at 0.5); a number in [0, 1]: every α_l fixed
-            to it (training-free PFB-Diff blends with α = 1: outside the mask only the source's features).
+        fixed_alpha: None: α_l learned (stored as a logit, starting at `alpha_init`); a number in [0, 1]: every
+            α_l fixed to it (training-free PFB-Diff blends with α = 1: outside the mask only the source's features).
+        alpha_init: the learned α_l's starting value in (0, 1): 0.5 is the paper's; near 1 keeps a trained
+            editor's features inside the mask at the start of fine-tuning (PFB-Diff's blending).
     """
 
     needs_reference = True
 
-    def __init__(self, layers: Sequence[str] = ("mid", "up0", "up1"), fixed_alpha: float | None = None):
+    def __init__(self, layers: Sequence[str] = ("mid", "up0", "up1"), fixed_alpha: float | None = None,
+                 alpha_init: float = 0.5):
         super().__init__()
         if not layers:
             raise ValueError("PFB needs at least one layer")
+        if not 0 < alpha_init < 1:
+            raise ValueError(f"PFB's alpha_init must be in (0, 1), got {alpha_init}")
         self.layers = tuple(layers)
         self.fixed_alpha = fixed_alpha
         if fixed_alpha is None:
-            self.alpha_logit = nn.Parameter(torch.zeros(len(self.layers)))  # α = sigmoid(0) = 0.5
+            logit = torch.logit(torch.tensor(float(alpha_init), dtype=torch.float64)).float()
+            self.alpha_logit = nn.Parameter(logit.expand(len(self.layers)).clone())  # α = sigmoid(logit)
         else:
             if not 0 <= fixed_alpha <= 1:
                 raise ValueError(f"PFB's fixed alpha must be in [0, 1], got {fixed_alpha}")

@@ -4,8 +4,11 @@ Per dataset whose data is present:
     identity     E_id (`xmgie identity train`)            when the dataset has identity labels
     attributes   AA classifier (`xmgie attributes train`) when it has attributes
     mllm         the instruction expander (`xmgie mllm train`) when a method reads its output
+    base         `xmgie fit` of the trained editor the fine-tuned methods start from (once per dataset: the
+                 budget's `base`; none where the budget's train config starts from pretrained weights)
     generator    `xmgie fit` per method and seed           (the spec's config, or the method's recipe in
-                                                            xmgie/baselines; needs E_id for IE, the expander)
+                                                            xmgie/baselines; needs E_id for IE, the expander;
+                                                            a fine-tuned method also the base: init_from)
     baseline     `xmgie baseline train` per GAN baseline and seed
     derive       `xmgie baseline derive` (PFB-Diff) per seed from its source method's generator
     evaluate     `xmgie evaluate` per method and seed      (needs its checkpoint, E_id, the classifier)
@@ -38,6 +41,8 @@ from xmgie.errors import UserError
 
 BUDGETS_FILE = "experiments/budgets.yaml"
 TRAIN_CONFIG = "experiments/train.yaml"
+FINETUNE_CONFIG = "experiments/finetune.yaml"
+BASE = "base"  # the method name of the shared base editor's generator stage
 STAGE_KINDS = ("identity", "attributes", "mllm", "generator", "baseline", "derive", "evaluate")
 EDITORS = ("generator", "baseline", "derive")  # stages whose output is a checkpoint `xmgie evaluate` reads
 
@@ -153,14 +158,16 @@ def plan(spec_path: str | Path, budget: dict[str, Any], datasets: list[str] | No
 
 
 def method_recipe(entry: dict | str):
-    """How a spec's method is built: its own `config` (one file or a list) on top of experiments/train.yaml, else
-    the recipe registered under its name in xmgie/baselines; None when neither exists (its cells stay "missing")."""
+    """How a spec's method is built: its own `config` (one file or a list) on top of experiments/train.yaml,
+    fine-tuning the base editor unless the entry says `finetune: false`, else the recipe registered under its name
+    in xmgie/baselines; None when neither exists (its cells stay "missing")."""
     from xmgie.baselines import METHODS, Recipe
 
     entry = entry if isinstance(entry, dict) else {"name": entry}
     config = entry.get("config")
     if config:
-        return Recipe("fit", configs=tuple([config] if isinstance(config, str) else config))
+        return Recipe("fit", configs=tuple([config] if isinstance(config, str) else config),
+                      finetune=bool(entry.get("finetune", True)))
     return METHODS.get(entry["name"])
 
 
@@ -179,17 +186,25 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
         out.append(attributes)
     recipes = [(m["name"] if isinstance(m, dict) else m, method_recipe(m)) for m in raw["methods"]]
     recipes = [(name, r) for name, r in recipes if r is not None]
+    train_config = budget.get("train_config", TRAIN_CONFIG)
+    data_yaml = f"experiments/data/{dataset}.yaml"
+    base = None
+    if any(r.finetune for _, r in recipes) and budget.get("base") is not None:
+        base = _fit_stage(BASE, (), dataset, root, 0, budget, data_yaml, [], train_config, budget["base"])
+        out.append(base)
     if any(r.kind == "fit" and _reads_expander(r.configs) for _, r in recipes):
         mllm = Stage("mllm", dataset, "", 0, ["mllm", "train", "--dataset", dataset, *data, *budget.get("mllm", [])])
         out.append(mllm)
-    data_yaml = f"experiments/data/{dataset}.yaml"
     checkpoints: dict[tuple[str, int], Stage] = {}
     for name, recipe in sorted(recipes, key=lambda nr: nr[1].kind == "derive"):  # derived after their sources
         for seed in budget["seeds"]:
             if recipe.kind == "fit":
-                stage = _fit_stage(name, recipe.configs, dataset, root, seed, budget, data_yaml,
-                                   [n for n in (identity if "ie" in _enabled_modules(recipe.configs) else None,
-                                                mllm if _reads_expander(recipe.configs) else None) if n])
+                configs = ((FINETUNE_CONFIG,) if recipe.finetune else ()) + recipe.configs
+                steps = budget.get("finetune" if recipe.finetune else "scratch", [])
+                needs = [identity if "ie" in _enabled_modules((train_config, *configs)) else None,
+                         mllm if _reads_expander(configs) else None, base if recipe.finetune else None]
+                stage = _fit_stage(name, configs, dataset, root, seed, budget, data_yaml, [n for n in needs if n],
+                                   train_config, steps)
             elif recipe.kind == "gan":
                 stage = Stage("baseline", dataset, name, seed, ["baseline", "train", "--method", name, "--dataset",
                                                                 dataset, *data, "--seed", str(seed),
@@ -208,16 +223,17 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
 
 
 def _fit_stage(name: str, configs: tuple[str, ...], dataset: str, root: str | None, seed: int, budget: dict,
-               data_yaml: str, needs: list[Stage]) -> Stage:
-    """`xmgie fit` of the framework's generator with the method's configs and the budget's arguments."""
-    budget_args = budget.get("generator", [])
+               data_yaml: str, needs: list[Stage], train_config: str, steps: list[str]) -> Stage:
+    """`xmgie fit` of the framework's generator with the method's configs, the budget's arguments for every
+    generator and its step arguments for this kind of run (base, fine-tuning or from scratch)."""
+    budget_args = [*budget.get("generator", []), *steps]
     data_args = [a for a in budget_args if a.startswith("--data.")]  # they apply once the class is set
-    argv = ["fit", "--config", TRAIN_CONFIG, *[a for c in configs for a in ("--config", c)],
+    argv = ["fit", "--config", train_config, *[a for c in configs for a in ("--config", c)],
             *[a for a in budget_args if a not in data_args], "--data", data_yaml, *data_args,
             *([f"--data.init_args.root={root}"] if root else []),
             f"--seed_everything={seed}", "--trainer.enable_progress_bar=false"]
     return Stage("generator", dataset, name, seed, argv, needs,
-                 [TRAIN_CONFIG, *configs, data_yaml] + [a for a in budget_args if a.endswith(".yaml")])
+                 [train_config, *configs, data_yaml] + [a for a in budget_args if a.endswith(".yaml")])
 
 
 def _reads_expander(configs: tuple[str, ...]) -> bool:
@@ -252,6 +268,9 @@ def _fill_paths(stages: list[Stage]) -> None:
                 s.argv += [f"--model.modules.ie.weights={ident.output}"]
             if mllm:
                 s.argv += [f"--model.expander={mllm.output}"]
+            base = next((n for n in s.needs if n.kind == "generator" and n.method == BASE), None)
+            if base:
+                s.argv += [f"--model.init_from={base.output}"]
         elif s.kind == "evaluate":
             gen = next(n for n in s.needs if n.kind in EDITORS)
             attr = next((n for n in s.needs if n.kind == "attributes"), None)

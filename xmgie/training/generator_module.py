@@ -24,6 +24,7 @@ from xmgie.modules.config import ModulesConfig, build_plugins
 from xmgie.modules.identity import IdentityEmbedding, load_identity_weights
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
 from xmgie.training.ema import clip_gradients, ema_update
+from xmgie.training.init_from import load_base
 from xmgie.training.schedule import learning_rate
 from xmgie.training.stage import data_facts
 
@@ -56,13 +57,15 @@ class XMGIEModule(L.LightningModule):
         expander: the instruction-expander file used when text_source is "expander".
         inpainting: the U-Net never sees the source inside the mask, whatever the dataset's hide_masked_source
             (an inpainting model such as the GLIDE baseline: masked image + mask as its image condition).
+        init_from: a trained generator checkpoint to fine-tune: when fitting starts, its U-Net, text tower, EMA
+            and discriminator weights are loaded and the configured modules start fresh (`training/init_from.py`).
     """
 
     def __init__(self, generator: GeneratorConfig = GeneratorConfig(), modules: ModulesConfig = ModulesConfig(),
                  loss: LossConfig = LossConfig(),
                  optim: OptimConfig = OptimConfig(), sampling: SamplingConfig = SamplingConfig(),
                  discriminator_channels: int = 32, discriminator_layers: int = 2, text_source: str = "instruction",
-                 expander: str | None = None, inpainting: bool = False):
+                 expander: str | None = None, inpainting: bool = False, init_from: str | None = None):
         super().__init__()
         if text_source not in ("instruction", "prompt", "expander"):
             raise ValueError(f"text_source must be 'instruction', 'prompt' or 'expander', got {text_source!r}")
@@ -81,8 +84,10 @@ class XMGIEModule(L.LightningModule):
             "loss": dataclasses.asdict(self.loss_cfg),
             "optim": dataclasses.asdict(self.optim_cfg), "sampling": dataclasses.asdict(self.sampling_cfg),
             "discriminator_channels": discriminator_channels, "discriminator_layers": discriminator_layers,
-            "text_source": text_source, "expander": expander, "inpainting": inpainting})
+            "text_source": text_source, "expander": expander, "inpainting": inpainting, "init_from": init_from})
         self.inpainting = inpainting
+        self.init_from = init_from
+        self.base_info: dict[str, Any] | None = None  # provenance of init_from's checkpoint (saved with the run)
         self.automatic_optimization = False
         self.generator = build_generator(self.gen_cfg, self.modules_cfg)
         self.ema = (build_generator(self.gen_cfg, self.modules_cfg, share=self.generator)
@@ -108,6 +113,8 @@ class XMGIEModule(L.LightningModule):
         if hide != self.gen_cfg.hide_masked_source:
             self.adopt_hide_masked_source(hide, dm.name)
         self.data_info = data_facts(dm, hide)
+        if stage == "fit" and self.init_from:  # before a resumed run's own checkpoint is restored over it
+            self.base_info = load_base(self, self.init_from, self.hparams["generator"])
         if stage == "fit" and self.modules_cfg.ie.enabled:
             self.load_identity_encoder(self.modules_cfg.ie.weights)
 
@@ -295,7 +302,10 @@ class XMGIEModule(L.LightningModule):
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["xmgie"] = {"kind": CHECKPOINT_KIND, **self.data_info}
+        if self.base_info is not None:
+            checkpoint["xmgie"]["base"] = self.base_info
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_info = dict(checkpoint.get("xmgie", {}))
         self.data_info.pop("kind", None)
+        self.base_info = self.data_info.pop("base", None)
