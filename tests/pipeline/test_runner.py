@@ -55,11 +55,15 @@ def test_make_ablation_smoke_fills_table2_for_shapes(tmp_path):
     proc = _make("ablation", tmp_path, "DATASETS=shapes")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     md = (tmp_path / "results" / "table2.md").read_text()
-    for label in ("xMGIE (full)", "w/o PFB", "w/o CAM", "w/o IE", "w/o GB"):
+    for label in ("MGIE (no module)", "xMGIE (full)", "w/o PFB", "w/o CAM", "w/o IE", "w/o GB"):
         row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
         assert "missing" not in row and re.search(r"\d+\.\d+", row)
-    assert "CUB" not in md  # only the datasets asked for
-    assert len(list((tmp_path / "pipe" / "shapes").glob("generator-*"))) == 5
+    assert "CUB" not in md and "Leakage" in md and "Seam" in md  # only the datasets asked for; the new metrics
+    assert len(list((tmp_path / "pipe" / "shapes").glob("generator-*"))) == 6 + 1  # the methods and one base
+    result = json.loads((tmp_path / "results" / "shapes" / "ablation" / "full.json").read_text())
+    base_ckpt = next((tmp_path / "pipe" / "shapes").glob("generator-base-*")) / "run/checkpoints/last.ckpt"
+    base = json.loads(Path(result["runs"][0]["result"]).read_text())["base"]
+    assert base["path"] == str(base_ckpt) and len(base["sha256"]) == 64
 
 
 def test_an_interrupted_run_resumes_without_repeating_finished_stages(table1_run, tmp_path):
@@ -159,6 +163,7 @@ methods: [{{name: m, label: M, config: {config}}}]
     config.write_text(config.read_text() + "\n# a changed comment is a changed config\n")
     second = {s.label: s.key for s in plan(spec, budget, work=tmp_path)[0]}
     assert first["shapes/identity"] == second["shapes/identity"]  # upstream of the method: kept
+    assert first["shapes/generator/base/seed0"] == second["shapes/generator/base/seed0"]
     assert first["shapes/generator/m/seed0"] != second["shapes/generator/m/seed0"]
     assert first["shapes/evaluate/m/seed0"] != second["shapes/evaluate/m/seed0"]  # downstream: new too
     with pytest.raises(UserError, match="unknown budget"):
@@ -184,3 +189,56 @@ def test_table1_builds_each_method_from_its_recipe(tmp_path):
     assert gan.argv[:4] == ["baseline", "train", "--method", "sisgan"] and "--channels" in gan.argv
     ev = by["shapes/evaluate/hifill/seed0"]
     assert ev.needs[0] is by["shapes/baseline/hifill/seed0"] and str(ev.needs[0].output) in ev.argv
+
+
+def _finetuned(stages):
+    return [s for s in stages if s.kind == "generator" and any(n.method == "base" for n in s.needs)]
+
+
+def test_one_base_per_dataset_is_shared_by_every_fine_tuned_method_and_by_both_tables(tmp_path):
+    budget = load_budget("smoke", REPO)
+    table2, _, _ = plan("experiments/tables/table2.yaml", budget, datasets=["shapes"], work=tmp_path)
+    table1, _, _ = plan("experiments/tables/table1.yaml", budget, datasets=["shapes"], work=tmp_path)
+    bases = [s for s in table2 if s.method == "base"]
+    assert len(bases) == 1 and [s.folder for s in table1 if s.method == "base"] == [bases[0].folder]
+    tuned = _finetuned(table2)
+    assert len(tuned) == 6 and all(f"--model.init_from={bases[0].output}" in s.argv for s in tuned)
+    assert all("experiments/finetune.yaml" in s.argv for s in tuned)
+    literal, _, _ = plan("experiments/tables/literal.yaml", budget, datasets=["shapes"], work=tmp_path)
+    shared = {s.folder for s in literal} & {s.folder for s in table2}  # Table 2's stages are reused, not rerun
+    assert {s.label for s in literal if s.folder in shared} == {s.label for s in literal} - {
+        "shapes/generator/full_literal/seed0", "shapes/evaluate/full_literal/seed0"}
+    by = {s.label: s for s in table1}
+    assert {s.method for s in _finetuned(table1)} == {"mgie", "xmgie"}
+    glide = by["shapes/generator/glide/seed0"]  # an inpainting model: trained from scratch for base + fine-tune
+    assert not any(a.startswith("--model.init_from") for a in glide.argv) and "--trainer.max_steps=6" in glide.argv
+
+
+def test_a_changed_base_reruns_what_depends_on_it_and_nothing_else(tmp_path):
+    budget = load_budget("smoke", REPO)
+    first = {s.label: s.key for s in plan("experiments/tables/table1.yaml", budget, datasets=["shapes"],
+                                          work=tmp_path)[0]}
+    longer = {**budget, "base": [*budget["base"], "--trainer.max_steps=5"]}
+    second = {s.label: s.key for s in plan("experiments/tables/table1.yaml", longer, datasets=["shapes"],
+                                           work=tmp_path)[0]}
+    changed = {label for label in first if first[label] != second[label]}
+    assert changed == {"shapes/generator/base/seed0", "shapes/generator/mgie/seed0", "shapes/generator/xmgie/seed0",
+                       "shapes/derive/pfb_diff/seed0", "shapes/evaluate/mgie/seed0", "shapes/evaluate/xmgie/seed0",
+                       "shapes/evaluate/pfb_diff/seed0"}
+
+
+def test_every_row_of_the_cpu_budget_gets_the_same_number_of_updates():
+    import yaml
+
+    budget = load_budget("cpu", REPO)
+    train = yaml.safe_load((REPO / "experiments/train.yaml").read_text())
+
+    def steps(args, default):
+        found = [int(a.split("=")[1]) for a in args if a.startswith("--trainer.max_steps=")]
+        return found[-1] if found else default
+
+    base = steps(budget["base"], train["trainer"]["max_steps"])
+    finetune = steps(budget["finetune"], None)
+    assert base == 1300 and finetune == 200
+    assert steps(budget["scratch"], None) == base + finetune
+    assert int(budget["baseline"][budget["baseline"].index("--steps") + 1]) == base + finetune

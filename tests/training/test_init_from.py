@@ -52,7 +52,8 @@ def test_a_mismatched_base_is_a_one_line_error_naming_what_differs(smoke_run, tm
     other = _module(hp, generator={**hp["generator"], "prediction_type": "epsilon"})
     with pytest.raises(UserError, match="prediction_type='sample'"):
         load_base(other, path, other.hparams["generator"])
-    missing = dict(ckpt, state_dict={k: v for k, v in ckpt["state_dict"].items() if k != "generator.unet.conv_in.weight"})
+    missing = dict(ckpt, state_dict={k: v for k, v in ckpt["state_dict"].items()
+                                     if k != "generator.unet.conv_in.weight"})
     torch.save(missing, tmp_path / "missing.ckpt")
     module = _module(hp)
     with pytest.raises(UserError, match="has no generator.unet.conv_in.weight"):

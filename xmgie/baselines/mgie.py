@@ -6,6 +6,8 @@ the InstructPix2Pix-style generator edits with it. This is xMGIE with the four m
 `experiments/ablation/base.yaml` + `experiments/text/expander.yaml` on top of `experiments/train.yaml`.
 Scaled down / changed: a GPT-2-shaped expander and the `tiny` U-Net trained from scratch (MGIE fine-tunes LLaVA-7B
 and Stable Diffusion jointly, passing visual tokens; here the expander is frozen and passes text).
+In the tables it fine-tunes the pipeline's trained base editor for the same steps as xMGIE (`Recipe.finetune`), so the
+two rows differ by the modules alone.
 """
 from xmgie.baselines.recipe import Recipe
 

@@ -49,9 +49,9 @@ def boundary_band(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 def seam_score(edit: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, radius: int = 2) -> torch.Tensor:
     """Boundary seam: (B,) mean over the mask-edge band of |∇(edit − target)|, the gradient taken by forward
-    differences ((H−1)×(W−1) grid), its magnitude sqrt(∂x² + ∂y²) averaged over channels. A sharp seam that the
-    target does not have raises it; NaN for an image whose mask has no edge. edit/target (B, C, H, W), mask
-    (B, 1, H, W)."""
+    differences ((H−1)×(W−1) grid), its magnitude sqrt(∂x² + ∂y²) averaged over channels. A sharp seam that
+    the target does not have raises it; NaN for an image whose mask has no edge. edit/target (B, C, H, W),
+    mask (B, 1, H, W)."""
     d = edit.float() - target.float()
     gx = d[..., :-1, 1:] - d[..., :-1, :-1]                                      # (B, C, H-1, W-1)
     gy = d[..., 1:, :-1] - d[..., :-1, :-1]

@@ -61,9 +61,9 @@ class _SumMetric(Metric):
 class EditQuality(_SumMetric):
     """Means over images of psnr and ssim (edit vs reference); with `source`, also psnr_source (source vs
     reference: the do-nothing baseline) and psnr_gain = psnr − psnr_source; with `mask`, psnr_outside_mask /
-    psnr_inside_mask and seam (the boundary seam score, `seam_score`); with both, leakage = mean |edit − source| outside the mask / the same inside
-    (the ratio of the two means over images: what CAM restricts). Images whose mask has no inside (or outside, or
-    edge) pixel are left out of that mean only."""
+    psnr_inside_mask and seam (the boundary seam score, `seam_score`); with both, leakage = mean |edit − source|
+    outside the mask / the same inside (the ratio of the two means over images: what CAM restricts). Images whose
+    mask has no inside (or outside, or edge) pixel are left out of that mean only."""
 
     higher_is_better = True
     KEYS = ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_inside_mask", "change_outside",

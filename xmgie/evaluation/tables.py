@@ -174,6 +174,12 @@ def footnote(spec: TableSpec, results: dict) -> list[str]:
                            f"{r['split']} split, "
                            f"{r['protocol']} protocol" for _, r in runs})
             lines.append(f"{d.label}: " + " | ".join(info))
+            bases = sorted({f"{r['base']['sha256'][:12]} ({r['base']['global_step']} steps)"
+                            for _, r in runs if r.get("base")})
+            if bases:
+                tuned = [label for m, label in spec.methods if results.get((d.name, m), {}).get("base")]
+                lines.append(f"{d.label}: {', '.join(tuned)} fine-tuned from the trained base editor "
+                             f"{' | '.join(bases)}")
     lines.append(f"{NOT_APPLICABLE} does not apply; {MISSING}: no result file; {NOT_COMPUTED}: not computed; "
                  "† uncalibrated backbone (random weights): not comparable to published numbers; "
                  "bold: best in the dataset's column when all its values share one backbone.")

@@ -33,7 +33,8 @@ def check_architecture(base: dict[str, Any], current: dict[str, Any], path: str 
                             f"{current[name]!r}; set --model.generator.{name} to match the base")
 
 
-def match_state(base: dict[str, torch.Tensor], model: dict[str, torch.Tensor], path: str | Path) -> dict[str, torch.Tensor]:
+def match_state(base: dict[str, torch.Tensor], model: dict[str, torch.Tensor],
+                path: str | Path) -> dict[str, torch.Tensor]:
     """The base tensors to load into `model`'s state dict. Every key of the model outside the modules must be in
     the base with the same shape, and every base key must be in the model: anything else is a one-line error
     naming the key. Module keys present in both load too (fine-tuning an already fine-tuned run)."""
