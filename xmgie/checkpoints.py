@@ -1,42 +1,104 @@
-"""Loading trained generator checkpoints with clear errors."""
+"""Loading trained editors safely, with one-line errors.
+
+A `.ckpt` (Lightning) or expander `.pt` file is read with `torch.load(weights_only=True)`: tensors and plain data
+(dicts, lists, strings, numbers) only, so nothing in the file can run code. A file that needs more is refused,
+naming the way out: `trust_file(path)` (the CLI's `--trust-checkpoint`) for a file you made yourself, or an
+exported folder (`xmgie export`: safetensors weights + JSON config), the format made for sharing.
+"""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from xmgie.errors import UserError
 
+_TRUSTED: set[Path] = set()
+WAY_OUT = ("load it with --trust-checkpoint only if you made it yourself; to share a model, "
+           "`xmgie export` it to a safetensors folder")
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a Lightning checkpoint dict on CPU; any problem is a one-line UserError."""
+
+def trust_file(path: str | Path) -> None:
+    """Allow full unpickling of this one file (a checkpoint you made yourself with an older or custom version)."""
+    _TRUSTED.add(Path(path).resolve())
+
+
+def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
+    """torch.load on CPU with weights_only=True unless `path` was trusted; every problem is a one-line UserError
+    and a refused file is never unpickled past the first forbidden object."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+        raise UserError(f"{what} not found: {path}")
+    trusted = path.resolve() in _TRUSTED
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as err:  # weights_only met a global it does not allow
+        reason = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "global" in line),
+                      "it holds objects other than tensors and plain data")
+        raise UserError(f"refused to load {path}: {reason[:160]}; {WAY_OUT}") from None
     except Exception as err:  # truncated file, not a torch file …
-        raise UserError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+        raise UserError(f"cannot read {what} {path}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint dict of this project: {"xmgie": {"kind": …}, "hyper_parameters": dict,
+    "state_dict": {name: tensor}}; anything else is a one-line UserError."""
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path} is not a checkpoint: it holds a {type(ckpt).__name__}, not a dict")
+    marker = ckpt.get("xmgie")
+    if not isinstance(marker, dict) or not isinstance(marker.get("kind"), str):
+        raise UserError(f"{path} is not an xMGIE generator checkpoint (no xmgie marker); "
+                        f"use runs/<dataset>/<name>/checkpoints/last.ckpt or best.ckpt")
+    if not isinstance(ckpt.get("hyper_parameters"), dict):
+        raise UserError(f"{path} is malformed: no hyper_parameters dict")
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} is malformed: no state_dict of tensors")
     return ckpt
+
+
+def build_module(cls, hparams: dict, state: dict[str, torch.Tensor], path: str | Path, strict: bool = True):
+    """cls(**hparams) with `state` loaded; a hyper-parameter or weight that does not fit is a one-line UserError.
+    With strict=False only missing discriminator weights are allowed (an exported editor has none)."""
+    try:
+        module = cls(**hparams)
+    except (TypeError, ValueError, KeyError) as err:
+        raise UserError(f"{path}: its hyper-parameters do not build a {cls.__name__}: {err}") from None
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes
+        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err)[:200])
+        raise UserError(f"{path}: weights do not fit the model: {first}") from None
+    missing = [k for k in missing if strict or not k.startswith("discriminator.")]
+    if missing or unexpected:
+        name = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise UserError(f"{path}: weights do not fit the model ({name}; {len(missing)} missing, "
+                        f"{len(unexpected)} unexpected)")
+    return module
 
 
 def load_generator_module(path: str | Path, device: str | torch.device = "cpu"):
     """A trained editor (eval mode) from `path`: an XMGIEModule (xMGIE, MGIE, GLIDE, PFB-Diff) or a GAN baseline
-    (SISGAN, TAGAN, ManiGAN, HiFill); both edit with `.edit(batch, …)`. Refuses checkpoints of another kind."""
+    (SISGAN, TAGAN, ManiGAN, HiFill), from a checkpoint or an exported folder; both edit with
+    `.edit(batch, …)`. Refuses checkpoints of another kind."""
     from xmgie.baselines.gan import CHECKPOINT_KIND as BASELINE_KIND
+    from xmgie.export import is_export, load_export
     from xmgie.training.generator_module import CHECKPOINT_KIND, XMGIEModule
 
+    if is_export(path):
+        return load_export(path).to(device).eval()
     ckpt = read_checkpoint(path)
-    kind = ckpt.get("xmgie", {}).get("kind") if isinstance(ckpt, dict) else None
+    kind = ckpt["xmgie"]["kind"]
     if kind == BASELINE_KIND:
         from xmgie.baselines.train import load_baseline
 
-        return load_baseline(ckpt, device)
+        return load_baseline(ckpt, device, path)
     if kind != CHECKPOINT_KIND:
-        found = f"kind {kind!r}" if kind else "no xmgie marker"
-        raise UserError(f"{path} is not an xMGIE generator checkpoint ({found}); "
+        raise UserError(f"{path} is not an xMGIE generator checkpoint (kind {kind!r}); "
                         f"use runs/<dataset>/<name>/checkpoints/last.ckpt or best.ckpt")
-    module = XMGIEModule(**ckpt["hyper_parameters"])
-    module.load_state_dict(ckpt["state_dict"])
+    module = build_module(XMGIEModule, ckpt["hyper_parameters"], ckpt["state_dict"], path)
     module.on_load_checkpoint(ckpt)
     return module.to(device).eval()

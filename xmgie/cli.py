@@ -15,6 +15,7 @@
     xmgie attributes train --dataset shapes --out runs/shapes/attributes/classifier.pt
     xmgie baseline train --method sisgan --dataset shapes --out runs/shapes/sisgan/baseline.ckpt   Table 1's GANs
     xmgie baseline derive --method pfb_diff --from <mgie ckpt> --out runs/shapes/pfb_diff/baseline.ckpt
+    xmgie export --ckpt C --out DIR [--results R]      a folder to share: safetensors + config.json + model card
 """
 from __future__ import annotations
 
@@ -26,11 +27,31 @@ from pathlib import Path
 from xmgie.errors import UserError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+TRUST_HELP = ("unpickle the checkpoint (and --mllm) fully, as older versions did: only for files you made yourself "
+              "(by default only tensors and plain data are read, so nothing in a file can run)")
+
+
+def _trust(args: argparse.Namespace) -> None:
+    """--trust-checkpoint: unpickle the given --ckpt (and --mllm) fully; only for files the user made."""
+    from xmgie.checkpoints import trust_file
+
+    if getattr(args, "trust_checkpoint", False):
+        for path in (args.ckpt, getattr(args, "mllm", None)):
+            if path:
+                trust_file(path)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from xmgie.export import export_editor
+
+    _trust(args)
+    print(export_editor(args.ckpt, args.out, args.results))
 
 
 def _edit(args: argparse.Namespace) -> None:
     from xmgie.inference import EditPipeline, default_device, read_image, read_mask
 
+    _trust(args)
     image = read_image(args.image)
     mask = read_mask(args.mask) if args.mask else None
     pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.mllm,
@@ -49,6 +70,7 @@ def _edit(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from xmgie.evaluation.evaluate import evaluate_checkpoint, write_result
 
+    _trust(args)
     result = evaluate_checkpoint(args.ckpt, args.dataset, args.split, limit=args.limit, steps=args.steps,
                                  batch_size=args.batch_size, seed=args.seed, guidance_text=args.guidance_text,
                                  guidance_image=args.guidance_image, identity=args.identity,
@@ -227,7 +249,9 @@ def _file_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("edit", help="edit one image with a trained checkpoint")
-    e.add_argument("--ckpt", required=True, help="generator checkpoint (runs/<dataset>/<name>/checkpoints/*.ckpt)")
+    e.add_argument("--ckpt", required=True, help="generator checkpoint (runs/<dataset>/<name>/checkpoints/*.ckpt) "
+                   "or exported folder (xmgie export)")
+    e.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     e.add_argument("--image", required=True)
     e.add_argument("--prompt", required=True, help="the edit instruction, e.g. 'make the circle red'")
     e.add_argument("--mask", help="single-channel image, white where the edit may change the image")
@@ -243,7 +267,8 @@ def _file_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_edit)
 
     v = sub.add_parser("evaluate", help="edit a dataset split, compute IS/FID/LPIPS/SSIM/PSNR(/AA/IPS), write JSON")
-    v.add_argument("--ckpt", required=True)
+    v.add_argument("--ckpt", required=True, help="generator checkpoint or exported folder")
+    v.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     v.add_argument("--dataset", help="dataset name (default: the one the checkpoint was trained on)")
     v.add_argument("--split", default="test", choices=("train", "val", "test"))
     v.add_argument("--limit", type=int, help="edit at most this many images")
@@ -264,6 +289,13 @@ def _file_parser() -> argparse.ArgumentParser:
     v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
     v.add_argument("--out", help="output JSON path (overrides --name)")
     v.set_defaults(func=_evaluate)
+
+    x = sub.add_parser("export", help="a trained editor as a folder to share: safetensors, config.json, model card")
+    x.add_argument("--ckpt", required=True, help="generator or baseline checkpoint (or an exported folder)")
+    x.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
+    x.add_argument("--results", help="a result JSON of `xmgie evaluate` whose figures go into the model card")
+    x.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    x.set_defaults(func=_export)
 
     t = sub.add_parser("table", help="render a paper table (Markdown, CSV, LaTeX) from result JSONs")
     t.add_argument("--spec", required=True, help="e.g. experiments/tables/table1.yaml")

@@ -228,3 +228,13 @@ def test_generator_and_discriminator_optimisers_split_the_parameters(method):
     d = {id(p) for group in opt_d.param_groups for p in group["params"]}
     assert not g & d and g | d == {id(p) for p in module.parameters()}
     assert {id(p) for p in module.text_encoder.parameters()} <= g and {id(p) for p in module.G.parameters()} <= g
+
+
+def test_a_baseline_exports_to_a_folder_that_edits_bit_for_bit_the_same(trained, tmp_path):
+    from xmgie.export import export_editor
+
+    path = trained["manigan"][0]
+    folder = export_editor(path, tmp_path / "manigan")
+    dm = build_datamodule("shapes", resolution=16)
+    batch = collate([dm.dataset("test")[i] for i in range(3)])
+    assert torch.equal(load_generator_module(path).edit(batch), load_generator_module(folder).edit(batch))

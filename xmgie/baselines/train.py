@@ -64,14 +64,14 @@ def train_baseline(method: str, dataset: str, out: str | Path, steps: int = 200,
     return summary
 
 
-def load_baseline(ckpt: dict, device: str | torch.device = "cpu"):
+def load_baseline(ckpt: dict, device: str | torch.device = "cpu", path: str | Path = "checkpoint"):
     """The GANBaseline of a checkpoint dict read by `read_checkpoint`."""
     from xmgie.baselines import GAN_BASELINES
+    from xmgie.checkpoints import build_module
 
     method = ckpt["xmgie"].get("method")
     if method not in GAN_BASELINES:
         raise UserError(f"checkpoint of unknown baseline {method!r}; known: {', '.join(GAN_BASELINES)}")
-    module = GAN_BASELINES[method](**ckpt["hyper_parameters"])
-    module.load_state_dict(ckpt["state_dict"])
+    module = build_module(GAN_BASELINES[method], ckpt["hyper_parameters"], ckpt["state_dict"], path)
     module.on_load_checkpoint(ckpt)
     return module.to(device).eval()

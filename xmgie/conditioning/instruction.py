@@ -231,11 +231,13 @@ def load_expander(path: str | Path, device: str | torch.device = "cpu") -> Instr
     ValueError naming it."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from xmgie.checkpoints import safe_load
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"instruction expander not found: {path} (train one: make train-mllm)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
+    ckpt = safe_load(path, "instruction expander")  # tensors and plain data only: nothing in the file runs
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND or not isinstance(ckpt.get("vocab"), dict):
         raise ValueError(f"{path} is not an instruction-expander file (make train-mllm writes one)")
     folder = path.parent / ckpt["vocab"]["folder"] if ckpt["vocab"]["kind"] == "hf" else None
     vocab = vocabulary_from_state(ckpt["vocab"], folder)
