@@ -34,10 +34,13 @@ def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
     trusted = path.resolve() in _TRUSTED
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as err:  # weights_only met a global it does not allow
-        reason = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "global" in line),
-                      "it holds objects other than tensors and plain data")
-        raise UserError(f"refused to load {path}: {reason[:160]}; {WAY_OUT}") from None
+    except pickle.UnpicklingError as err:
+        # weights_only names the first object it does not allow ("Unsupported global: GLOBAL posix.system");
+        # any other unpickling error means the bytes are not a torch file at all
+        refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
+        if refused is None:
+            raise UserError(f"cannot read {what} {path}: not a file torch.save wrote") from None
+        raise UserError(f"refused to load {path}: {refused[:160]}; {WAY_OUT}") from None
     except Exception as err:  # truncated file, not a torch file …
         raise UserError(f"cannot read {what} {path}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
 
