@@ -84,7 +84,7 @@ def test_evaluate_prints_and_writes_json(smoke_run, tmp_path, capsys):
         assert isinstance(metrics[key], float)
     assert metrics["psnr_gain"] == pytest.approx(metrics["psnr"] - metrics["psnr_source"], abs=1e-3)
     # no backbone files in the tests' weights folder: every learned metric says so, in the file and on stderr
-    assert printed["uncalibrated"] == ["fid", "is", "lpips"]
+    assert printed["uncalibrated"] == ["fid", "is", "lpips", "lpips_outside_mask"]
     assert "UNCALIBRATED" in captured.err
     assert printed["checkpoint"]["sha256"] and printed["protocol"] == "targets" and printed["seed"] == 0
 

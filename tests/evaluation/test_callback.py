@@ -20,7 +20,7 @@ def test_validation_logs_the_suite_and_test_writes_a_result(tmp_path):
     record = json.loads(result.read_text())
     assert record["n_images"] == 8 and record["dataset"] == "shapes"  # the whole 8-image test split
     assert {"is", "fid", "lpips", "psnr", "psnr_gain"} <= set(record["metrics"])
-    assert record["uncalibrated"] == ["fid", "is", "lpips"]
+    assert record["uncalibrated"] == ["fid", "is", "lpips", "lpips_outside_mask"]
     # the checkpoint holds no backbone weights: the suite lives in the callback
     state = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert not any("inception" in k or "lpips" in k for k in state)

@@ -37,5 +37,5 @@ def test_uncalibrated_backbones_are_listed():
     record = Backbone("x", True, None, "trained")
     suite = EditingMetrics("targets", inception=False, lpips=True,
                            identity_encoder=(torch.nn.Identity(), record))
-    assert suite.uncalibrated == ["lpips"]
+    assert suite.uncalibrated == ["lpips", "lpips_outside_mask"]  # the targets protocol adds LPIPS out
     assert suite.describe()["ips"]["source"] == "trained"
