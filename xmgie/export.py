@@ -77,6 +77,9 @@ def export_editor(ckpt: str | Path, out: str | Path, results: str | Path | None 
 
     from xmgie.checkpoints import load_generator_module, read_checkpoint
 
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):  # before the (slow) load
+        raise UserError(f"{out} exists and is not empty: choose another --out")
     module = load_generator_module(ckpt)
     tensors, hparams, which = editor_weights(module)
     step = 0 if is_export(ckpt) else int(read_checkpoint(ckpt).get("global_step", 0))
@@ -85,9 +88,6 @@ def export_editor(ckpt: str | Path, out: str | Path, results: str | Path | None 
         marker["base"] = module.base_info
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": marker["kind"], "method": marker["method"],
               "weights": which, "global_step": step, "hyper_parameters": hparams, "xmgie": marker}
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not empty: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
