@@ -39,6 +39,50 @@ def test_edit_with_guidance_scales_keeps_the_input_shape(smoke_run, image, tmp_p
     assert np.asarray(Image.open(out)).shape == (40, 56, 3)
 
 
+def test_a_given_mask_keeps_every_pixel_outside_it(smoke_run, image, tmp_path):
+    mask = np.zeros((40, 56), np.uint8)
+    mask[5:30, 10:45] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--image", str(image), "--prompt",
+          "make the circle red", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o.png"),
+          "--save-mask", str(tmp_path / "used.png"), "--steps", "2"])
+    src, out = np.asarray(Image.open(image)), np.asarray(Image.open(tmp_path / "o.png"))
+    assert np.array_equal(out[mask == 0], src[mask == 0]) and not np.array_equal(out[mask > 0], src[mask > 0])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "used.png")), mask)
+
+
+def test_many_photos_one_call_each_edit_as_if_alone(smoke_run, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    sizes = [(40, 56), (24, 24), (33, 20)]
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(tmp_path / f"p{i}.png")
+    ckpt = str(smoke_run / "checkpoints" / "last.ckpt")
+    main(["edit", "--ckpt", ckpt, "--image", str(tmp_path / "p*.png"), "--prompt", "make the circle red",
+          "--out", str(tmp_path / "out"), "--save-mask", str(tmp_path / "masks"), "--steps", "2", "--batch-size", "2"])
+    printed = capsys.readouterr()
+    assert printed.out.split() == [str(tmp_path / "out" / f"p{i}.png") for i in range(3)]
+    assert printed.err.count("mask auto") == 3
+    for i, (h, w) in enumerate(sizes):
+        assert Image.open(tmp_path / "out" / f"p{i}.png").size == (w, h)
+        assert Image.open(tmp_path / "masks" / f"p{i}.png").mode == "L"
+    main(["edit", "--ckpt", ckpt, "--image", str(tmp_path / "p1.png"), "--prompt", "make the circle red",
+          "--out", str(tmp_path / "alone.png"), "--steps", "2"])
+    alone = np.asarray(Image.open(tmp_path / "alone.png")).astype(int)
+    batched = np.asarray(Image.open(tmp_path / "out" / "p1.png")).astype(int)
+    assert np.abs(alone - batched).max() <= 1  # its noise and its mask come from the seed, not the batch
+
+
+def test_the_editing_path_imports_neither_lightning_nor_the_datasets(smoke_run, image, tmp_path):
+    code = ("import sys; from xmgie.cli import main; "
+            f"main(['edit', '--ckpt', {str(smoke_run / 'checkpoints' / 'last.ckpt')!r}, '--image', {str(image)!r}, "
+            f"'--prompt', 'x', '--out', {str(tmp_path / 'o.png')!r}, '--steps', '1']); "
+            "print(sorted(m for m in ('lightning', 'lightning.pytorch', 'data_modules', 'torchmetrics') "
+            "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("case", ["missing_image", "unreadable_image", "rgb_mask", "missing_ckpt", "foreign_ckpt",
                                   "garbage_ckpt"])
 def test_edit_errors_are_one_line_with_status_2(case, smoke_run, image, tmp_path):
@@ -87,6 +131,21 @@ def test_evaluate_prints_and_writes_json(smoke_run, tmp_path, capsys):
     assert printed["uncalibrated"] == ["fid", "is", "lpips", "lpips_outside_mask"]
     assert "UNCALIBRATED" in captured.err
     assert printed["checkpoint"]["sha256"] and printed["protocol"] == "targets" and printed["seed"] == 0
+
+
+@pytest.mark.parametrize("masks", ["auto", "anywhere"])
+def test_evaluate_with_predicted_or_no_masks_records_it_and_scores_against_the_dataset(masks, smoke_run, tmp_path):
+    ckpt = str(smoke_run / "checkpoints" / "last.ckpt")
+    common = ["--dataset", "shapes", "--limit", "4", "--steps", "1", "--batch-size", "4", "--no-inception",
+              "--no-lpips"]
+    main(["evaluate", "--ckpt", ckpt, *common, "--out", str(tmp_path / "given.json")])
+    main(["evaluate", "--ckpt", ckpt, *common, "--mask", masks, "--mask-draws", "2", "--out", str(tmp_path / "r.json")])
+    given, result = (json.loads((tmp_path / f).read_text()) for f in ("given.json", "r.json"))
+    assert given["masks"] == {"source": "dataset"} and result["masks"]["source"] == masks
+    assert result["metrics"]["psnr_source"] == given["metrics"]["psnr_source"]  # same targets and masks scored
+    assert result["metrics"]["psnr"] != given["metrics"]["psnr"]
+    if masks == "auto":
+        assert result["masks"]["draws"] == 2 and 0 <= result["masks"]["iou"] <= 1
 
 
 def test_evaluate_strict_weights_names_the_missing_file(smoke_run):

@@ -15,6 +15,7 @@ import torch
 
 from xmgie.errors import UserError
 
+GENERATOR_KIND = "xmgie-generator"  # the "kind" a generator checkpoint (and exported folder) records
 _TRUSTED: set[Path] = set()
 WAY_OUT = ("load it with --trust-checkpoint only if you made it yourself; to share a model, "
            "`xmgie export` it to a safetensors folder")
@@ -70,6 +71,12 @@ def build_module(cls, hparams: dict, state: dict[str, torch.Tensor], path: str |
         module = cls(**hparams)
     except (TypeError, ValueError, KeyError) as err:
         raise UserError(f"{path}: its hyper-parameters do not build a {cls.__name__}: {err}") from None
+    return load_weights(module, state, path, strict)
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, strict: bool = True):
+    """`module` with `state` loaded; a missing, unexpected or mis-shaped weight is a one-line UserError naming
+    `path` (with strict=False missing discriminator weights are allowed)."""
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes

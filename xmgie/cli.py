@@ -1,7 +1,7 @@
 """The `xmgie` command.
 
     xmgie fit|validate|test --config experiments/...yaml ...   LightningCLI (YAML-driven training)
-    xmgie edit --ckpt C --image I --prompt P [--mask M] [--out O]
+    xmgie edit --ckpt C --image I [I ...] --prompt P [--mask auto|anywhere|M] [--out O]   (or --prompts FILE)
     xmgie evaluate --ckpt C [--dataset D] [--split test]     results/<dataset>/<method>.json
     xmgie table --spec experiments/tables/table1.yaml           tables/table1.{md,csv,tex}
     xmgie run --spec experiments/tables/table2.yaml [--budget cpu] [--datasets shapes] [--status]
@@ -48,23 +48,47 @@ def _export(args: argparse.Namespace) -> None:
     print(export_editor(args.ckpt, args.out, args.results))
 
 
+def _mask_settings(args: argparse.Namespace):
+    from xmgie.modules.mask_predictor import MaskPredictorConfig
+
+    try:
+        return MaskPredictorConfig(args.mask_timestep, args.mask_draws, args.mask_threshold, args.mask_smooth)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _mask_arguments(p: argparse.ArgumentParser) -> None:
+    """The automatic mask's settings (Watch Your Steps' relevance map; DiffEdit's averaging)."""
+    p.add_argument("--mask-threshold", type=float, default=0.5, help="τ on the normalised relevance map")
+    p.add_argument("--mask-timestep", type=float, default=0.8, help="noise level of the relevance map, fraction of T")
+    p.add_argument("--mask-draws", type=int, default=1, help="noise draws averaged (DiffEdit; 1: Watch Your Steps)")
+    p.add_argument("--mask-smooth", type=float, default=0.0, help="Gaussian σ (working-resolution px) on the map")
+
+
 def _edit(args: argparse.Namespace) -> None:
-    from xmgie.inference import EditPipeline, default_device, read_image, read_mask
+    import numpy as np
+
+    from xmgie.edit_jobs import plan
+    from xmgie.inference import EditPipeline, EditRequest, default_device, read_image, read_mask
 
     _trust(args)
-    image = read_image(args.image)
-    mask = read_mask(args.mask) if args.mask else None
+    jobs = plan(args.image, args.prompt, args.prompts, args.mask, args.out, args.save_mask)
     pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.mllm,
-                                        bf16=args.bf16)
-    instruction = pipe.instruction(image, args.prompt, num_beams=args.beams)
+                                        bf16=args.bf16, masks=_mask_settings(args))
     how = f"expanded by {args.mllm}" if args.mllm else "the prompt itself: no instruction expander given (--mllm)"
-    print(f"instruction: {instruction!r} ({how})", file=sys.stderr)
-    result = pipe(image, instruction, mask, steps=args.steps, guidance_text=args.guidance_text,
-                  guidance_image=args.guidance_image, seed=args.seed)
-    out = Path(args.out or Path(args.image).with_name(Path(args.image).stem + "_edited.png"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.save(out)
-    print(out)
+    requests = (EditRequest(read_image(j.image), j.prompt, j.mask if isinstance(j.mask, str) else read_mask(j.mask))
+                for j in jobs)  # read batch by batch: results already written stay if a later photo fails
+    for job, result in zip(jobs, pipe.edit(requests, steps=args.steps, guidance_text=args.guidance_text,
+                                           guidance_image=args.guidance_image, seed=args.seed,
+                                           num_beams=args.beams, batch_size=args.batch_size)):
+        for path, image in ((job.out, result.image), (job.mask_out, result.mask)):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                image.save(path)
+        share = np.asarray(result.mask).mean() / 255
+        print(f"{job.image}: instruction: {result.instruction!r} ({how}); mask {result.mask_source}, "
+              f"{share:.1%} of the photo", file=sys.stderr)
+        print(job.out)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -76,7 +100,8 @@ def _evaluate(args: argparse.Namespace) -> None:
                                  guidance_image=args.guidance_image, identity=args.identity,
                                  attributes=args.attributes, inception=not args.no_inception,
                                  lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name,
-                                 device=args.device, data_root=args.data_root, bf16=args.bf16)
+                                 device=args.device, data_root=args.data_root, bf16=args.bf16, masks=args.mask,
+                                 mask_settings=_mask_settings(args))
     out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
     result["written_to"] = str(write_result(result, out))
     for metric in result["uncalibrated"]:
@@ -185,8 +210,10 @@ def _data_preview(args: argparse.Namespace) -> None:
 
 
 def _data_fixture(args: argparse.Namespace) -> None:
-    from data_modules.fixtures import write_fixture
+    from data_modules.fixtures import WRITERS, write_fixture
 
+    if args.dataset not in WRITERS:
+        raise UserError(f"no fixture for dataset {args.dataset!r}: one of {', '.join(WRITERS)}")
     root = args.root or f"{args.dataset}-fixture"
     if Path(root).exists() and any(Path(root).iterdir()):
         raise UserError(f"{root} exists and is not empty: choose another --root")
@@ -239,8 +266,7 @@ def _stage_arguments(p: argparse.ArgumentParser, out_help: str, steps: int, batc
 
 
 def _file_parser() -> argparse.ArgumentParser:
-    from data_modules.fixtures import WRITERS
-    from xmgie.models.classifier import CLASSIFIERS
+    from xmgie.models.classifier import CLASSIFIERS  # (the dataset code is imported only by the commands using it)
 
     p = argparse.ArgumentParser(
         prog="xmgie", description="xMGIE: instruction-guided image editing",
@@ -248,18 +274,24 @@ def _file_parser() -> argparse.ArgumentParser:
                "(LightningCLI; see xmgie fit --help)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("edit", help="edit one image with a trained checkpoint")
+    e = sub.add_parser("edit", help="edit photos with a trained checkpoint (one model load for all of them)")
     e.add_argument("--ckpt", required=True, help="generator checkpoint (runs/<dataset>/<name>/checkpoints/*.ckpt) "
                    "or exported folder (xmgie export)")
     e.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    e.add_argument("--image", required=True)
-    e.add_argument("--prompt", required=True, help="the edit instruction, e.g. 'make the circle red'")
-    e.add_argument("--mask", help="single-channel image, white where the edit may change the image")
-    e.add_argument("--out", help="output PNG (default: <image>_edited.png)")
+    e.add_argument("--image", nargs="+", help="photos: files, folders (their images) or globs ('photos/*.jpg')")
+    e.add_argument("--prompt", help="the edit instruction for every photo, e.g. 'make the circle red'")
+    e.add_argument("--prompts", help="a file of IMAGE<TAB>PROMPT lines (instead of --image and --prompt)")
+    e.add_argument("--mask", help="'auto' (default): predicted from where the instruction changes the editor's "
+                   "prediction; 'anywhere': the whole photo may change; a single-channel image (white = may "
+                   "change), or a folder of them named like the photos")
+    e.add_argument("--save-mask", help="write the mask each edit used (a file; a folder for several photos)")
+    e.add_argument("--out", help="output PNG (default: <image>_edited.png); a folder for several photos")
+    _mask_arguments(e)
+    e.add_argument("--batch-size", type=int, default=8, help="photos edited together")
     e.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
     e.add_argument("--guidance-text", type=float, help="text guidance scale s_T")
     e.add_argument("--guidance-image", type=float, help="image guidance scale s_I")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="noise seed (each photo gets this seed's noise)")
     e.add_argument("--mllm", help="instruction expander file (make train-mllm): expands the prompt first")
     e.add_argument("--beams", type=int, default=1, help="beam search width of the expansion (1: greedy)")
     e.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
@@ -286,6 +318,10 @@ def _file_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     v.add_argument("--data-root", help="where the dataset lives (default: the root the checkpoint was trained on)")
     v.add_argument("--bf16", action="store_true", help="edit under bfloat16 autocast (GPUs; the ip2p model)")
+    v.add_argument("--mask", default="dataset", choices=("dataset", "auto", "anywhere"),
+                   help="what the editor is given: the dataset's masks, predicted ones (their IoU is recorded) or "
+                        "none ('anywhere'); the metrics always score against the dataset's masks")
+    _mask_arguments(v)
     v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
     v.add_argument("--out", help="output JSON path (overrides --name)")
     v.set_defaults(func=_evaluate)
@@ -363,7 +399,7 @@ def _file_parser() -> argparse.ArgumentParser:
     pv.add_argument("--out", default="grid.png")
     pv.set_defaults(func=_data_preview)
     fx = dsub.add_parser("fixture", help="write a miniature tree of a dataset in its official layout")
-    fx.add_argument("--dataset", required=True, choices=tuple(WRITERS))
+    fx.add_argument("--dataset", required=True, help="cub, flowers, celebahq, cars, deepfashion, coco, triplets …")
     fx.add_argument("--root", help="folder to create (default <dataset>-fixture)")
     fx.add_argument("--n", type=int, default=12, help="images (at least 6)")
     fx.set_defaults(func=_data_fixture)

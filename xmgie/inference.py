@@ -1,13 +1,24 @@
-"""EditPipeline: one user image + prompt (+ mask) -> the edited image."""
+"""EditPipeline: user photos + prompts (+ masks, or masks it predicts) -> the edited photos, at their own size.
+
+The model edits each photo at its working resolution; the result is composited onto the photo (compositing.py):
+outside the edit mask the photo's own pixels, inside the edit with the photo's detail, the seam smoothed by GB.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from xmgie.compositing import composite
 from xmgie.errors import UserError
+from xmgie.models.generator import EditGenerator
+from xmgie.modules.gaussian_blur import GaussianBlur
+from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig, threshold
 
 SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "F")
 
@@ -39,47 +50,118 @@ def read_mask(path: str | Path) -> Image.Image:
     return mask
 
 
-def image_to_tensor(img: Image.Image, resolution: int) -> torch.Tensor:
-    """PIL RGB -> (1, 3, R, R) float in [-1, 1] (bicubic resize)."""
-    arr = np.asarray(img.convert("RGB").resize((resolution, resolution), Image.BICUBIC), dtype=np.float32)
+def image_to_tensor(img: Image.Image, resolution: int | None) -> torch.Tensor:
+    """PIL RGB -> (1, 3, R, R) float in [-1, 1] (bicubic resize); resolution None keeps the image's size."""
+    img = img.convert("RGB")
+    if resolution is not None:
+        img = img.resize((resolution, resolution), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1
 
 
-def mask_to_tensor(mask: Image.Image, resolution: int) -> torch.Tensor:
-    """PIL single-channel -> (1, 1, R, R) in {0, 1}: resized, then thresholded at half the mode's range."""
-    arr = np.asarray(mask.convert("F").resize((resolution, resolution), Image.BILINEAR), dtype=np.float32)
+def mask_to_tensor(mask: Image.Image, resolution: int | tuple[int, int]) -> torch.Tensor:
+    """PIL single-channel -> (1, 1, h, w) in {0, 1} (a resolution R means R×R; (w, h) a PIL size): resized, then
+    thresholded at half the mode's range."""
+    size = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    arr = np.asarray(mask.convert("F").resize(size, Image.BILINEAR), dtype=np.float32)
     peak = {"1": 1.0, "L": 255.0, "I;16": 65535.0}.get(mask.mode, max(float(arr.max()), 1e-6))
     return torch.from_numpy((arr / peak >= 0.5).astype(np.float32))[None, None]
+
+
+def tensor_to_image(x: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [-1, 1] -> RGB PIL image."""
+    return Image.fromarray(((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def mask_image(m: torch.Tensor) -> Image.Image:
+    """(1, H, W) in {0, 1} -> 'L' PIL image, 255 where the edit may change the photo."""
+    return Image.fromarray((m[0].float() * 255).round().byte().cpu().numpy(), mode="L")
+
+
+MASK_MODES = ("auto", "anywhere")  # besides a mask image: predict it, or let the edit change the whole photo
+PAPER_GB = (5.0, 10.0, 256)          # σ_max, σ_s in pixels at 256 px (§4.4), for editors without GB
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class EditPipeline:
-    """Edits images with a trained generator (the EMA weights) at its working resolution; the result is
-    resized back to the input's size."""
+@dataclass
+class EditRequest:
+    """One photo to edit: the prompt, and a mask image, "auto" (predicted) or "anywhere"."""
 
-    def __init__(self, module, expander=None, bf16: bool = False):
-        """`expander`: an InstructionExpander that turns the prompt into the instruction (None: the prompt is
-        the instruction); `bf16`: run the generator under bfloat16 autocast."""
-        self.module = module.eval()
-        self.expander = expander.to(next(module.parameters()).device) if expander is not None else None
-        self.resolution = int(module.data_info.get("resolution", 32))
-        self.device = next(module.parameters()).device
+    image: Image.Image
+    prompt: str
+    mask: Image.Image | str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mask, str) and self.mask not in MASK_MODES:
+            raise UserError(f"mask must be an image, 'auto' or 'anywhere', got {self.mask!r}")
+
+
+@dataclass
+class EditResult:
+    """The edited photo at its own size; the mask it was edited under ('L', 255 = may change) and where that
+    mask came from ("given", "auto", "anywhere"); the instruction the generator read."""
+
+    image: Image.Image
+    mask: Image.Image
+    mask_source: str
+    instruction: str
+
+
+@dataclass
+class WorkingEdits:
+    """A batch at the working resolution r: instructions, sources and masks (B, 3|1, r, r), the full-resolution
+    masks (1, 1, H_i, W_i) and their sources, the edits (B, 3, r, r) in [-1, 1]; on the CPU."""
+
+    texts: list[str]
+    sources: torch.Tensor
+    masks: torch.Tensor
+    full_masks: list[torch.Tensor]
+    mask_sources: list[str]
+    edits: torch.Tensor
+
+
+class EditPipeline:
+    """Edits photos with a trained editor (`xmgie.editor.load_editor`; the EMA weights) at its working resolution
+    and composites each edit onto its photo at the photo's size.
+
+    Args:
+        editor: a DiffusionEditor, or a GAN baseline module (these take no predicted masks).
+        expander: an InstructionExpander that turns the prompt into the instruction (None: the prompt is it).
+        bf16: run the generator under bfloat16 autocast.
+        masks: settings of the automatic masks (relevance maps of the editor's own U-Net).
+    """
+
+    def __init__(self, editor, expander=None, bf16: bool = False, masks: MaskPredictorConfig | None = None):
+        self.editor = editor.eval()
+        self.device = next(editor.parameters()).device
+        self.expander = expander.to(self.device) if expander is not None else None
+        self.resolution = int(editor.data_info.get("resolution", 32))
         self.bf16 = bf16
+        self.mask_predictor = MaskPredictor(masks)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu",
-                        expander: str | Path | None = None, bf16: bool = False) -> "EditPipeline":
-        from xmgie.checkpoints import load_generator_module
-        from xmgie.conditioning.instruction import load_expander
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", expander: str | Path | None = None,
+                        bf16: bool = False, masks: MaskPredictorConfig | None = None) -> "EditPipeline":
+        from xmgie.editor import load_editor
 
-        try:
-            mllm = load_expander(expander, device) if expander else None
-        except (FileNotFoundError, ValueError) as err:
-            raise UserError(str(err)) from None
-        return cls(load_generator_module(path, device), mllm, bf16)
+        mllm = None
+        if expander:
+            from xmgie.conditioning.instruction import load_expander
+
+            try:
+                mllm = load_expander(expander, device)
+            except (FileNotFoundError, ValueError) as err:
+                raise UserError(str(err)) from None
+        return cls(load_editor(path, device), mllm, bf16, masks)
+
+    @property
+    def diffusion(self) -> EditGenerator | None:
+        """The generator whose U-Net predicts masks (None for the one-pass GAN baselines)."""
+        sampler = getattr(self.editor, "sampler", None)
+        return sampler if isinstance(sampler, EditGenerator) else None
 
     def instruction(self, image: Image.Image, prompt: str, num_beams: int = 1) -> str:
         """The expressive instruction for `prompt` on `image` (Eq. 1), or the prompt without an expander."""
@@ -89,14 +171,91 @@ class EditPipeline:
         return self.expander.generate(src, [prompt], num_beams=num_beams, no_repeat_ngram_size=3 if num_beams > 1
                                       else 0)[0]
 
-    def __call__(self, image: Image.Image, instruction: str, mask: Image.Image | None = None, steps: int | None = None,
-                 guidance_text: float | None = None, guidance_image: float | None = None,
-                 seed: int = 0) -> Image.Image:
-        src = image_to_tensor(image, self.resolution).to(self.device)
-        m = (mask_to_tensor(mask, self.resolution) if mask is not None else torch.ones(1, 1, *src.shape[-2:]))
-        batch = {"source": src, "mask": m.to(self.device), "instruction": [instruction], "prompt": [instruction]}
+    def seam_sigmas(self, size: tuple[int, int]) -> tuple[float, float]:
+        """GB's σ_max, σ_s in pixels of a photo of `size`: the editor's own GB scaled from its working
+        resolution, else the paper's values scaled from 256 px."""
+        gb = next((p for p in getattr(self.diffusion, "plugins", ()) if isinstance(p, GaussianBlur)), None)
+        sigma_max, sigma_s, at = (gb.sigma_max, gb.sigma_s, self.resolution) if gb else PAPER_GB
+        scale = max(size) / at
+        return sigma_max * scale, sigma_s * scale
+
+    def _masks(self, requests: list[EditRequest], sources: torch.Tensor, texts: list[str],
+               seed: int) -> list[tuple[torch.Tensor, torch.Tensor, str]]:
+        """Per request: the working-resolution mask (1, 1, r, r), the full-resolution one (1, 1, H, W), its source."""
+        auto = [i for i, r in enumerate(requests) if isinstance(r.mask, str) and r.mask == "auto"]
+        soft = {}
+        if auto:
+            if self.diffusion is None:
+                raise UserError("automatic masks need a diffusion editor; give this one a mask image or "
+                                "'anywhere' (--mask PATH / --mask anywhere)")
+            maps = self.mask_predictor.soft(self.diffusion, sources[auto], [texts[i] for i in auto], seed)
+            soft = dict(zip(auto, maps[:, None]))
+        tau = self.mask_predictor.cfg.threshold
+        out = []
+        for i, r in enumerate(requests):
+            W, H = r.image.size
+            if i in soft:
+                full = F.interpolate(soft[i], size=(H, W), mode="bilinear", align_corners=False)
+                out.append((threshold(soft[i], tau), threshold(full, tau).cpu(), "auto"))
+            elif isinstance(r.mask, Image.Image):
+                out.append((mask_to_tensor(r.mask, self.resolution), mask_to_tensor(r.mask, (W, H)), "given"))
+            else:
+                out.append((torch.ones(1, 1, self.resolution, self.resolution), torch.ones(1, 1, H, W), "anywhere"))
+        return out
+
+    @torch.no_grad()
+    def edit(self, requests: Iterable[EditRequest], steps: int | None = None, guidance_text: float | None = None,
+             guidance_image: float | None = None, seed: int = 0, num_beams: int = 1,
+             batch_size: int = 8) -> Iterator[EditResult]:
+        """Edit the requests in batches of `batch_size`, yielding each result as its batch finishes. Every photo
+        gets the noise (and its mask the noise) of `seed` alone: its edit does not depend on the batch."""
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size}")
+        batch: list[EditRequest] = []
+        for request in requests:
+            batch.append(request)
+            if len(batch) == batch_size:
+                yield from self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+                batch = []
+        if batch:
+            yield from self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+
+    def working_edits(self, requests: list[EditRequest], steps=None, guidance_text=None, guidance_image=None,
+                      seed: int = 0, num_beams: int = 1) -> WorkingEdits:
+        """Steps 1–4 of an edit, at the working resolution: 1. instructions (the expander, if any); 2. the photos
+        resized; 3. masks (given, predicted in one U-Net call, or anywhere); 4. DDIM edits with per-photo noise."""
+        texts = [self.instruction(r.image, r.prompt, num_beams) for r in requests]                 # 1.
+        sources = torch.cat([image_to_tensor(r.image, self.resolution) for r in requests]).to(self.device)  # 2.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.module.edit(batch, steps=steps, seed=seed, guidance_text=guidance_text,
-                                   guidance_image=guidance_image, texts=[instruction])
-        arr = ((out[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        return Image.fromarray(arr).resize(image.size, Image.BICUBIC)
+            masks = self._masks(requests, sources, texts, seed)                                      # 3.
+            work = torch.cat([m[0] for m in masks]).to(self.device)
+            options = {}
+            if self.diffusion is not None:  # x_T from `seed` per photo, as an edit of that photo alone draws it
+                shape = self.diffusion.diffusion_shape(sources[:1])
+                options["noise"] = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+                                              for _ in requests])
+            edits = self.editor.edit({"source": sources, "mask": work, "instruction": texts, "prompt": texts},
+                                     steps=steps, seed=seed, guidance_text=guidance_text,
+                                     guidance_image=guidance_image, texts=texts, **options)          # 4.
+        return WorkingEdits(texts, sources.float().cpu(), work.cpu(), [m[1] for m in masks], [m[2] for m in masks],
+                            edits.float().cpu())
+
+    def _edit_batch(self, requests: list[EditRequest], steps, guidance_text, guidance_image, seed: int,
+                    num_beams: int) -> list[EditResult]:
+        """Steps 1–4 (`working_edits`), then 5. each edit composited onto its photo at the photo's size."""
+        w = self.working_edits(requests, steps, guidance_text, guidance_image, seed, num_beams)
+        results = []
+        for i, r in enumerate(requests):                                                            # 5.
+            W, H = r.image.size
+            out = composite(image_to_tensor(r.image, None), w.edits[i:i + 1], w.sources[i:i + 1], w.full_masks[i],
+                            *self.seam_sigmas((H, W)))
+            results.append(EditResult(tensor_to_image(out[0]), mask_image(w.full_masks[i][0]), w.mask_sources[i],
+                                      w.texts[i]))
+        return results
+
+    def __call__(self, image: Image.Image, prompt: str, mask: Image.Image | str = "auto", steps: int | None = None,
+                 guidance_text: float | None = None, guidance_image: float | None = None, seed: int = 0,
+                 num_beams: int = 1) -> EditResult:
+        """Edit one photo (see `edit`)."""
+        return next(self.edit([EditRequest(image, prompt, mask)], steps, guidance_text, guidance_image, seed,
+                              num_beams))

@@ -142,8 +142,13 @@ def test_a_baseline_checkpoint_works_with_evaluate_and_edit(trained, tmp_path, c
     image = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)).save(image)
     main(["edit", "--ckpt", path, "--image", str(image), "--prompt", "make the circle red", "--out",
-          str(tmp_path / "o.png")])
+          str(tmp_path / "o.png"), "--mask", "anywhere"])
     assert Image.open(tmp_path / "o.png").size == (24, 20)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # a one-pass GAN has no U-Net to predict a mask with
+        main(["edit", "--ckpt", path, "--image", str(image), "--prompt", "x", "--out", str(tmp_path / "a.png")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "automatic masks need a diffusion editor" in err[0]
 
 
 def test_unknown_baseline_is_a_one_line_error(tmp_path):

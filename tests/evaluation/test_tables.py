@@ -129,3 +129,21 @@ def test_several_seeds_render_as_mean_plus_minus_std_and_bold_compares_means(tmp
     assert "| Birds | Baseline | n/c | n/c | n/c | 25.17 ± 1.26 | – |" in md
     assert "| Birds | Ours | n/c | n/c | n/c | **26.00 ± 0.10** | – |" in md
     assert "seed 0, 1, 2 (mean ± std)" in md
+
+
+def test_the_footnote_says_which_rows_were_edited_under_predicted_or_no_masks(tmp_path):
+    write_results(tmp_path)
+    path = tmp_path / "results" / "birds" / "ours.json"
+    record = json.loads(path.read_text())
+    record["masks"] = {"source": "auto", "timestep": 0.8, "draws": 1, "threshold": 0.5, "smooth": 0.0, "iou": 0.4213}
+    path.write_text(json.dumps(record))
+    faces = tmp_path / "results" / "faces" / "base.json"
+    faces.write_text(json.dumps({**json.loads(faces.read_text()), "masks": {"source": "anywhere"}}))
+    spec = tmp_path / "small.yaml"
+    spec.write_text(SPEC.format(layout="rows"))
+    s = load_spec(spec)
+    md = to_markdown(s, read_results(s, tmp_path))
+    assert ("Birds: Ours edited under predicted masks (relevance map at t = 0.8·T, 1 draw(s), τ 0.5; IoU with the "
+            "dataset's masks 0.421)") in md
+    assert "Faces: Baseline edited without a mask (anywhere)" in md
+    assert "Birds: Baseline edited" not in md

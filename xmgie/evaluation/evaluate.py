@@ -6,6 +6,7 @@ checkpoint's sha256 and the wall time. Tables are rendered only from these files
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -24,8 +25,18 @@ from xmgie.evaluation.backbones import Backbone
 from xmgie.evaluation.metrics import EditingMetrics
 from xmgie.evaluation.weights import sha256_of
 from xmgie.inference import default_device
+from xmgie.models.generator import EditGenerator
+from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig
 
 RESULT_FORMAT = 1
+EVALUATION_MASKS = ("dataset", "auto", "anywhere")
+
+
+def mask_iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) {0, 1} masks -> (B,) intersection over union (1 where both are empty)."""
+    inter = (pred * true).flatten(1).sum(1)
+    union = ((pred + true) > 0).flatten(1).sum(1)
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter)).float().cpu()
 
 
 def identity_backbone(identity: str | Path | None, strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone] | None:
@@ -82,7 +93,8 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
                     identity: str | Path | None = None, attributes: str | Path | None = None,
                     inception: bool = True, lpips: bool = True, strict_weights: bool = False,
                     method: str = "xmgie", device: str | torch.device | None = None,
-                    data_root: str | None = None, bf16: bool = False) -> dict[str, Any]:
+                    data_root: str | None = None, bf16: bool = False, masks: str = "dataset",
+                    mask_settings: MaskPredictorConfig | None = None) -> dict[str, Any]:
     """Edit `split` of `dataset` (default: the editor's) with `module` (an XMGIEModule or a GAN baseline, in eval
     mode, on `device`) and return the result record.
 
@@ -95,7 +107,16 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
     `device`: where the generator and the backbones run (default: CUDA when available, else CPU).
     `data_root`: where a dataset on disk lives (default: the root the checkpoint was trained from).
     `bf16`: edit under bfloat16 autocast (the full-scale model on a GPU); the metrics run in fp32.
+    `masks`: what the editor is given: the dataset's masks, "auto" (predicted by the editor's own U-Net with
+    `mask_settings`; the record gets their IoU with the dataset's) or "anywhere". The metrics always score against
+    the dataset's masks.
     """
+    if masks not in EVALUATION_MASKS:
+        raise UserError(f"masks must be one of {', '.join(EVALUATION_MASKS)}, got {masks!r}")
+    predictor = MaskPredictor(mask_settings) if masks == "auto" else None
+    if predictor is not None and not isinstance(getattr(module, "sampler", None), EditGenerator):
+        raise UserError("automatic masks need a diffusion editor (this one is a one-pass GAN baseline)")
+    ious = []
     start = time.perf_counter()
     device = torch.device(device or default_device())
     info = module.data_info
@@ -119,8 +140,15 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
                     break
                 batch = _truncate(batch, limit - n)
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            given = dict(batch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                edit = module.edit(batch, steps=steps, seed=seed + i, guidance_text=guidance_text,
+                if predictor is not None:
+                    given["mask"] = predictor(module.sampler, batch["source"], module.conditioning_texts(batch),
+                                              seed + i)
+                    ious.append(mask_iou(given["mask"], batch["mask"]))
+                elif masks == "anywhere":
+                    given["mask"] = torch.ones_like(batch["mask"])
+                edit = module.edit(given, steps=steps, seed=seed + i, guidance_text=guidance_text,
                                    guidance_image=guidance_image)
             suite.update(edit, batch)
             n += edit.shape[0]
@@ -134,10 +162,13 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
                 "guidance_image": s.guidance_image if guidance_image is None else guidance_image}
     if getattr(module, "ONE_PASS", False):  # a GAN baseline: no DDIM steps, no guidance
         sampling = dict.fromkeys(sampling)
+    mask_record = {"source": masks}
+    if predictor is not None:
+        mask_record |= dataclasses.asdict(predictor.cfg) | {"iou": float(torch.cat(ious).mean())}
     return {
         "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split,
         **suite.record(suite.compute()), "seed": seed, **sampling,
-        "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32",
+        "masks": mask_record, "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32",
         "wall_time_s": round(time.perf_counter() - start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

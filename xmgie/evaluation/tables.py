@@ -180,6 +180,15 @@ def footnote(spec: TableSpec, results: dict) -> list[str]:
                 tuned = [label for m, label in spec.methods if results.get((d.name, m), {}).get("base")]
                 lines.append(f"{d.label}: {', '.join(tuned)} fine-tuned from the trained base editor "
                              f"{' | '.join(bases)}")
+            for m, label in spec.methods:  # edits not made under the dataset's own masks
+                given = results.get((d.name, m), {}).get("masks", {"source": "dataset"})
+                if given["source"] == "auto":
+                    lines.append(f"{d.label}: {label} edited under predicted masks (relevance map at t = "
+                                 f"{given['timestep']}·T, {given['draws']} draw(s), τ {given['threshold']}; IoU with "
+                                 f"the dataset's masks {given['iou']:.3f}); scored against the dataset's masks")
+                elif given["source"] == "anywhere":
+                    lines.append(f"{d.label}: {label} edited without a mask (anywhere); scored against the "
+                                 f"dataset's masks")
     lines.append(f"{NOT_APPLICABLE} does not apply; {MISSING}: no result file; {NOT_COMPUTED}: not computed; "
                  "† uncalibrated backbone (random weights): not comparable to published numbers; "
                  "bold: best in the dataset's column when all its values share one backbone.")

@@ -207,7 +207,7 @@ class EditGenerator(nn.Module):
         """
         users = [p for p in self.plugins if p.needs_reference]
         if not users:
-            return self._denoise(x_t, t, cond, context)
+            return self.denoise(x_t, t, cond, context)
         if noise is None:
             raise ValueError("the reference branch (PFB) needs the noise ε that made x_t")
         B = x_t.shape[0]
@@ -217,21 +217,22 @@ class EditGenerator(nn.Module):
         if torch.is_grad_enabled():
             with torch.no_grad(), phases(users, "record"):
                 try:
-                    self._denoise(x_ref, t, ref_cond)
+                    self.denoise(x_ref, t, ref_cond)
                 except StopUNet:  # the decoder blocks after the last blended one are not needed
                     pass
             with phases(users, "edit"):
-                return self._denoise(x_t, t, cond, context)
+                return self.denoise(x_t, t, cond, context)
         context = self.context(cond) if context is None else context
         ref_context = self.context(ref_cond)
         both = TextContext(torch.cat([context.tokens, ref_context.tokens]),
                            torch.cat([context.pooled, ref_context.pooled]))
         with phases(users, "batched"):
-            return self._denoise(torch.cat([x_t, x_ref]), torch.cat([t, t]), cond.cat(ref_cond), both)[:B]
+            return self.denoise(torch.cat([x_t, x_ref]), torch.cat([t, t]), cond.cat(ref_cond), both)[:B]
 
-    def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition,
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition,
                  context: TextContext | None = None) -> torch.Tensor:
-        """One U-Net call: Z0 = [x_t; image condition] and the text context (Eq. 4)."""
+        """One U-Net call: Z0 = [x_t; image condition] and the text context (Eq. 4), without the reference branch
+        (`forward` adds it for PFB; the mask predictor calls this directly)."""
         for plugin in self.plugins:
             plugin.condition(cond)
         context = self.context(cond) if context is None else context

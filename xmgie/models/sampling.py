@@ -25,8 +25,10 @@ def ddim_scheduler(generator: EditGenerator, steps: int) -> DDIMScheduler:
 @torch.no_grad()
 def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor, instructions: Sequence[str],
               steps: int = 32, guidance_text: float = 1.0, guidance_image: float = 1.0,
-              seed: int | None = 0, source_blend: float = 0.0) -> torch.Tensor:
+              seed: int | None = 0, source_blend: float = 0.0,
+              initial_noise: torch.Tensor | None = None) -> torch.Tensor:
     """Edit `source` (B, 3, H, W) in [-1, 1] under `mask` (B, 1, H, W) -> X_edit (B, 3, H, W) in [-1, 1].
+    `initial_noise`: x_T (the diffusion's shape) instead of a draw from `seed` (per-image noise for batches).
 
     Steps: 1. start from x_T ~ N(0, I) (seeded); 2. per DDIM step, predict with 1 or 3 guidance branches
     and combine them as above; 3. DDIM update; for the first `source_blend` fraction of the steps, outside the
@@ -49,7 +51,8 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         cond = edit_cond = generator.make_condition(source, mask, instructions)
     context = generator.context(cond)  # text features are the same at every step: encode once
     rng = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
-    x = torch.randn(generator.diffusion_shape(source), generator=rng).to(device)  # 1. x_T (pixels or latents)
+    x = (torch.randn(generator.diffusion_shape(source), generator=rng) if initial_noise is None
+         else initial_noise).to(device)  # 1. x_T (pixels or latents)
     noise = x.repeat(3, 1, 1, 1) if guided else x  # the reference branch (PFB) is noised with x_T's ε
     x_T, timesteps = x, list(sched.timesteps)
     blended = round(source_blend * len(timesteps))

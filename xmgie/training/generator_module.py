@@ -13,14 +13,15 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from xmgie.checkpoints import GENERATOR_KIND as CHECKPOINT_KIND
 from xmgie.errors import UserError
 from xmgie.evaluation.metrics import EditQuality
 from xmgie.models import losses
-from xmgie.models.backbone import build_backbone
+from xmgie.models.build import build_generator
 from xmgie.models.discriminator import PatchDiscriminator
 from xmgie.models.generator import EditGenerator, GeneratorConfig
 from xmgie.models.sampling import ddim_edit
-from xmgie.modules.config import ModulesConfig, build_plugins
+from xmgie.modules.config import ModulesConfig
 from xmgie.modules.identity import IdentityEmbedding, load_identity_weights
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
 from xmgie.training.ema import clip_gradients, ema_update
@@ -28,16 +29,6 @@ from xmgie.training.init_from import load_base
 from xmgie.training.schedule import learning_rate
 from xmgie.training.stage import data_facts
 
-CHECKPOINT_KIND = "xmgie-generator"
-
-
-def build_generator(generator: GeneratorConfig, modules: ModulesConfig,
-                    share: EditGenerator | None = None) -> EditGenerator:
-    """The generator with the enabled modules plugged in. `share`: a generator whose frozen parts (VAE, frozen
-    text tower) this one reuses instead of loading its own (the EMA copy)."""
-    backbone = build_backbone(generator, share.backbone() if share is not None else None)
-    plugins = build_plugins(modules, backbone.text_encoder.width, backbone.special_tokens)
-    return EditGenerator(generator, plugins, backbone)
 
 
 class XMGIEModule(L.LightningModule):
