@@ -3,17 +3,21 @@
 InstructPix2Pix's (seeds.json, <name>/prompt.json, <name>/<seed>_0.jpg before, <name>/<seed>_1.jpg after).
 
 Metrics compare edits with the real targets (DESIGN §7). Split: ids hashed 90/10 into train/test, or
-`split="test"` to evaluate on every triplet (a benchmark's test set).
+`split="test"` to evaluate on every triplet (a benchmark's test set). Triplets without a mask (all of the
+InstructPix2Pix layout) edit anywhere, or read the masks a trained editor predicted for them (`masks`, written by
+`xmgie data masks`).
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
-from data_modules.base import register
+from data_modules.base import BadSample, register
 from data_modules.images import fit_mask, read_alpha, read_gray
 from data_modules.records import FileDataModule, Record, check_choice, hash_fraction
+from xmgie.errors import UserError
 
 
 @register
@@ -22,6 +26,7 @@ class TripletsDataModule(FileDataModule):
 
     Args:
         split: "hash" — ids hashed into train (90 %) and test; "test" — every triplet is a test example.
+        masks: a folder of predicted masks, <masks>/<key>.png (`xmgie data masks`), for triplets without their own.
     """
 
     name = "triplets"
@@ -33,9 +38,17 @@ class TripletsDataModule(FileDataModule):
     hide_masked_source = False
     protocol = "targets"
 
-    def __init__(self, root: str | None = None, split: str = "hash", test_fraction: float = 0.1, **kwargs):
+    def __init__(self, root: str | None = None, split: str = "hash", test_fraction: float = 0.1,
+                 masks: str | None = None, **kwargs):
         super().__init__(root, **kwargs)
         self.split, self.test_fraction = check_choice("split", split, ("hash", "test")), test_fraction
+        self.masks = Path(masks) if masks else None
+
+    def setup(self, stage: str) -> None:
+        if self.masks is not None and not self.masks.is_dir():
+            raise UserError(f"predicted masks folder not found: {self.masks} (write it with `xmgie data masks "
+                            f"--dataset triplets --root {self.root} --ckpt <editor> --out {self.masks}`)")
+        super().setup(stage)
 
     def index(self) -> dict[str, list[Record]]:
         records = self._magicbrush() if (self.root / "edit_sessions.json").exists() else self._pix2pix()
@@ -87,7 +100,12 @@ class TripletsDataModule(FileDataModule):
 
     def sample_mask(self, rec: Record, text: Record, caption: str, size: tuple[int, int]) -> np.ndarray:
         """MagicBrush masks: the transparent region of an RGBA mask (DALL-E 2 style), else white pixels; none
-        given: all ones (edit anywhere)."""
+        given: the predicted mask (`masks`), else all ones (edit anywhere)."""
+        if rec.mask is None and self.masks is not None:
+            path = self.masks / f"{rec.key}.png"
+            if not path.is_file():
+                raise BadSample(f"no predicted mask {path}")
+            return fit_mask(read_gray(path) > 127, size, path)
         if rec.mask is None:
             return np.ones((size[1], size[0]), dtype=bool)
         path = self.path(rec.mask)

@@ -9,6 +9,7 @@
     xmgie weights random-ip2p --out DIR [--size ip2p-mini]      a random folder in the InstructPix2Pix layout
     xmgie data preview --dataset shapes [--root R] --out grid.png
     xmgie data fixture --dataset cub --root cub-fixture            a miniature tree in the official layout
+    xmgie data masks --root data/triplets --ckpt C --out M      predicted masks for triplets without any
     xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
     xmgie mllm train --dataset shapes --out runs/shapes/mllm/expander.pt     the instruction expander
     xmgie mllm expand --mllm M --image I --prompt P                          its expressive instruction
@@ -209,6 +210,15 @@ def _data_preview(args: argparse.Namespace) -> None:
     print(path)
 
 
+def _data_masks(args: argparse.Namespace) -> None:
+    from xmgie.inference import default_device
+    from xmgie.mask_files import write_predicted_masks
+
+    _trust(args)
+    print(json.dumps(write_predicted_masks(args.dataset, args.root, args.ckpt, args.out, _mask_settings(args),
+                                           args.batch_size, args.device or default_device(), args.seed)))
+
+
 def _data_fixture(args: argparse.Namespace) -> None:
     from data_modules.fixtures import WRITERS, write_fixture
 
@@ -398,6 +408,18 @@ def _file_parser() -> argparse.ArgumentParser:
     pv.add_argument("--resolution", type=int, default=64)
     pv.add_argument("--out", default="grid.png")
     pv.set_defaults(func=_data_preview)
+    dm = dsub.add_parser("masks", help="predict edit masks for triplets that have none (then train with "
+                         "--data.init_args.masks=OUT)")
+    dm.add_argument("--dataset", default="triplets")
+    dm.add_argument("--root", help="where the dataset lives (default data/<dataset>)")
+    dm.add_argument("--ckpt", required=True, help="a trained diffusion editor (checkpoint or exported folder)")
+    dm.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    dm.add_argument("--out", required=True, help="folder for <key>.png masks and masks.json")
+    dm.add_argument("--batch-size", type=int, default=16)
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--device", help="cpu, cuda … (default: cuda when available)")
+    _mask_arguments(dm)
+    dm.set_defaults(func=_data_masks)
     fx = dsub.add_parser("fixture", help="write a miniature tree of a dataset in its official layout")
     fx.add_argument("--dataset", required=True, help="cub, flowers, celebahq, cars, deepfashion, coco, triplets …")
     fx.add_argument("--root", help="folder to create (default <dataset>-fixture)")
