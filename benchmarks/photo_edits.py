@@ -5,7 +5,8 @@
 `shapes` renders the same test edits at any size, so the photo (source, target, mask at --photo px) has a true
 full-resolution answer while the model works at its own resolution (32 px for `make train`). Measured:
 1. automatic masks (relevance maps of the editor's U-Net) against the true masks, for several settings: IoU,
-   precision, recall, share of the photo, and the cost of one prediction against one DDIM step;
+   precision, recall, share of the photo, overall and per edit kind, and the cost of one prediction against one
+   DDIM step and one whole edit, measured side by side;
 2. the edit made under the true mask and brought back to the photo's size in three ways — the whole result
    resized (bicubic), the edit's change composited onto the photo with all of the photo's detail, and with the
    detail dropped where the edit changed a pixel (the default) — scored against the target at full size;
@@ -38,6 +39,17 @@ SETTINGS = {  # name -> MaskPredictorConfig fields
     "diffedit n8 t0.8 smooth1": {"draws": 8, "smooth": 1.0},
     "diffedit n8 t0.95 smooth1": {"draws": 8, "timestep": 0.95, "smooth": 1.0},
 }
+
+
+def edit_kind(prompt: str) -> str:
+    """The `shapes` edit a prompt asks for (recolour, background, move, resize, hat)."""
+    if prompt.startswith("move"):
+        return "move"
+    if "background" in prompt:
+        return "background"
+    if "hat" in prompt:
+        return "hat"
+    return "resize" if prompt.endswith(("smaller", "bigger")) else "recolour"
 
 
 def mask_scores(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
@@ -81,6 +93,8 @@ def main() -> None:
     # 1. automatic masks against the true ones (same instructions as the edits below)
     sources = torch.cat([image_to_tensor(p, r) for p in photos])
     texts = [s.instruction for s in samples]
+    kinds = [edit_kind(s.prompt) for s in samples]
+    result["kinds"] = {k: kinds.count(k) for k in sorted(set(kinds))}
     masks = {}
     for name, fields in SETTINGS.items():
         predictor = MaskPredictor(MaskPredictorConfig(**fields))
@@ -91,7 +105,10 @@ def main() -> None:
         full = threshold(F.interpolate(soft, size=(args.photo,) * 2, mode="bilinear", align_corners=False),
                          predictor.cfg.threshold)
         masks[name] = full
-        result.setdefault("masks", {})[name] = {**mask_scores(threshold(soft, predictor.cfg.threshold), true_work),
+        work = threshold(soft, predictor.cfg.threshold)
+        per_kind = {k: mask_scores(work[[i for i, x in enumerate(kinds) if x == k]],
+                                   true_work[[i for i, x in enumerate(kinds) if x == k]]) for k in result["kinds"]}
+        result.setdefault("masks", {})[name] = {**mask_scores(work, true_work), "per_kind": per_kind,
                                                 "full_resolution": mask_scores(full, true_full),
                                                 "ms_per_image": 1000 * seconds / len(samples), **fields}
         print(name, result["masks"][name], flush=True)
@@ -100,6 +117,12 @@ def main() -> None:
         pipe.editor.edit({"source": sources[b:b + args.batch_size], "mask": true_work[b:b + args.batch_size]},
                          steps=1, texts=texts[b:b + args.batch_size])
     result["ddim_step_ms_per_image"] = 1000 * (time.perf_counter() - start) / len(samples)
+    start = time.perf_counter()
+    for b in batches:  # the whole edit at the checkpoint's steps
+        pipe.editor.edit({"source": sources[b:b + args.batch_size], "mask": true_work[b:b + args.batch_size]},
+                         texts=texts[b:b + args.batch_size])
+    result["edit_ms_per_image"] = 1000 * (time.perf_counter() - start) / len(samples)
+    result["edit_steps"] = pipe.editor.sampling_cfg.steps
 
     # 2. and 3. edits under the true, predicted and anywhere masks, brought back to the photo's size
     copy = torch.stack([s.source for s in samples])

@@ -102,7 +102,8 @@ class EditRequest:
 @dataclass
 class EditResult:
     """The edited photo at its own size; the mask it was edited under ('L', 255 = may change) and where that
-    mask came from ("given", "auto", "anywhere"); the instruction the generator read."""
+    mask came from ("given", "auto", "anywhere", or "auto found no region, so anywhere"); the instruction the
+    generator read."""
 
     image: Image.Image
     mask: Image.Image
@@ -194,9 +195,12 @@ class EditPipeline:
         out = []
         for i, r in enumerate(requests):
             W, H = r.image.size
-            if i in soft:
+            if i in soft and threshold(soft[i], tau).amax() == 0:  # the map found nothing: edit as with no mask
+                out.append((torch.ones(1, 1, self.resolution, self.resolution), torch.ones(1, 1, H, W),
+                            "auto found no region, so anywhere"))
+            elif i in soft:
                 full = F.interpolate(soft[i], size=(H, W), mode="bilinear", align_corners=False)
-                out.append((threshold(soft[i], tau), threshold(full, tau).cpu(), "auto"))
+                out.append((threshold(soft[i], tau).cpu(), threshold(full, tau).cpu(), "auto"))
             elif isinstance(r.mask, Image.Image):
                 out.append((mask_to_tensor(r.mask, self.resolution), mask_to_tensor(r.mask, (W, H)), "given"))
             else:

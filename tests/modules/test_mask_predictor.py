@@ -113,6 +113,31 @@ def test_the_predictor_runs_a_real_generator_once_whatever_its_modules():
     assert torch.equal(soft, predictor.soft(g, source, ["make the circle red", "a hat", "bigger"], seed=3))
 
 
+def test_the_map_of_a_tiny_unet_is_the_direct_computation_of_its_two_predictions():
+    g = micro_generator()
+    source = torch.rand(2, 3, 16, 16) * 2 - 1
+    texts = ["make the circle red", "move the square left"]
+    got = MaskPredictor().soft(g, source, texts, seed=7)
+    ones = torch.ones(2, 1, 16, 16)
+    with torch.no_grad():  # the two predictions, each its own U-Net call
+        text = g.make_condition(source, ones, texts)
+        null = g.make_condition(source, ones, texts, text_dropped=torch.ones(2, dtype=torch.bool))
+        x0 = g.reference_in_diffusion_space(text)
+        eps = torch.cat([torch.randn((1, *x0.shape[1:]), generator=torch.Generator().manual_seed(7))] * 2)
+        t = torch.full((2,), 800)
+        x_t = g.add_noise(x0, eps, t)
+        diff = (g.denoise(x_t, t, text) - g.denoise(x_t, t, null)).numpy()
+    for b in range(2):
+        np.testing.assert_allclose(got[b, 0].numpy(), numpy_map(diff[b]), atol=1e-4)
+
+
+def test_an_instruction_that_changes_nothing_gives_the_whole_image():
+    g = micro_generator()
+    source = torch.rand(2, 3, 16, 16) * 2 - 1
+    mask = MaskPredictor()(g, source, ["", "make the circle red"])  # "" is the null instruction itself
+    assert mask[0].eq(1).all() and not mask[1].eq(1).all()
+
+
 @pytest.mark.parametrize("field,value", [("timestep", 0.0), ("draws", 0), ("threshold", 1.5), ("smooth", -1.0)])
 def test_bad_settings_are_refused(field, value):
     with pytest.raises(ValueError, match="mask"):

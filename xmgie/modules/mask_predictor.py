@@ -118,5 +118,13 @@ class MaskPredictor:
         return relevance_map(rel, tuple(source.shape[-2:]), self.cfg.smooth)             # 4.
 
     def __call__(self, generator, source: torch.Tensor, instructions: Sequence[str], seed: int = 0) -> torch.Tensor:
-        """(B, 1, H, W) {0, 1} float masks for `source` (B, 3, H, W) and its instructions."""
-        return threshold(self.soft(generator, source, instructions, seed), self.cfg.threshold)
+        """(B, 1, H, W) {0, 1} float masks for `source` (B, 3, H, W) and its instructions; where the map found
+        nothing (an instruction the editor ignores: a flat map), the whole image (`or_anywhere`)."""
+        return or_anywhere(threshold(self.soft(generator, source, instructions, seed), self.cfg.threshold))
+
+
+def or_anywhere(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) masks -> same, an empty mask replaced by ones: an edit then behaves as with no mask instead of
+    being forbidden everywhere."""
+    empty = mask.flatten(1).amax(dim=1) == 0                                          # (B,)
+    return torch.where(empty[:, None, None, None], torch.ones_like(mask), mask)
