@@ -3,8 +3,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from xmgie.modules.gaussian_blur import (blur_sigma, brute_force_blur, gaussian_blur_edit, inside_distance,
-                                         level_weights)
+from xmgie.modules.gaussian_blur import (blur_sigma, blur_whole, brute_force_blur, gaussian_blur_edit,
+                                         inside_distance, level_weights, separable_distance)
 
 
 def _mask(h=40, w=44):
@@ -22,6 +22,23 @@ def test_inside_distance_is_the_exact_euclidean_distance_to_the_outside():
     brute = np.sqrt(((inside[:, None, :] - outside[None, :, :]) ** 2).sum(-1)).min(1)  # every pair
     np.testing.assert_allclose(d[tuple(inside.T)], brute, rtol=0, atol=1e-5)
     assert (d[mask[0, 0].numpy() == 0] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_device_distance_transform_equals_scipys_on_random_masks(seed):
+    rng = np.random.default_rng(seed)
+    masks = rng.random((3, 1, 23, 37)) < rng.uniform(0.5, 0.97)  # from scattered holes to a nearly full mask
+    masks[2, 0] = True  # all inside: no outside pixel
+    got = separable_distance(torch.from_numpy(masks.astype(np.float32))).numpy()
+    for b in range(2):
+        np.testing.assert_allclose(got[b, 0], ndimage.distance_transform_edt(masks[b, 0]), rtol=0, atol=1e-5)
+    assert np.isinf(got[2]).all()
+
+
+def test_the_whole_image_path_of_accelerators_equals_the_cropped_one():
+    image, mask = torch.rand(2, 3, 40, 44), _mask().expand(2, 1, 40, 44).clone()
+    torch.testing.assert_close(blur_whole(image, mask, 2.0, 4.0), gaussian_blur_edit(image, mask, 2.0, 4.0),
+                               atol=1e-5, rtol=0)
 
 
 def test_all_ones_mask_has_no_seam_and_is_not_blurred():

@@ -27,18 +27,48 @@ from xmgie.models.plugin import EditCondition, EditPlugin
 LEVEL_FRACTIONS = (0.0,) + tuple(1.5 ** -k for k in range(7, -1, -1))
 
 
+def min_plus_rows(f: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """(..., N) -> (..., N): out[..., i] = min_j f[..., j] + (i − j)², the 1-D squared-distance transform by direct
+    minimisation (O(N²) per line, in chunks of `chunk` output positions to bound the memory)."""
+    n = f.shape[-1]
+    pos = torch.arange(n, device=f.device, dtype=f.dtype)
+    outs = []
+    for start in range(0, n, chunk):
+        i = pos[start:start + chunk]
+        outs.append((f[..., None, :] + (i[:, None] - pos[None, :]).square()).amin(dim=-1))  # (..., c)
+    return torch.cat(outs, dim=-1)
+
+
 def inside_distance(mask: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) mask in {0, 1} -> (B, 1, H, W) float32: exact Euclidean distance (pixels) from each inside
-    pixel to the nearest outside pixel (SciPy's exact EDT), 0 outside, +inf where the mask has no outside pixel
-    (an all-ones "edit anywhere" mask: no seam, so no blur). The mask carries no gradient."""
-    m = (mask.detach() > 0.5).cpu().numpy()
+    pixel to the nearest outside pixel, 0 outside, +inf where the mask has no outside pixel (an all-ones "edit
+    anywhere" mask: no seam, so no blur). The mask carries no gradient.
+
+    On the CPU SciPy's linear-time transform (a 512² mask in milliseconds, where the direct torch form takes 5.5 s);
+    on an accelerator `separable_distance`, which stays on the device."""
+    if mask.device.type != "cpu":
+        return separable_distance(mask)
+    m = (mask.detach() > 0.5).numpy()
     out = np.zeros(m.shape, dtype=np.float32)
     for i in range(m.shape[0]):
         if m[i, 0].all():
             out[i, 0] = np.inf
         elif m[i, 0].any():
             out[i, 0] = ndimage.distance_transform_edt(m[i, 0])
-    return torch.from_numpy(out).to(mask.device)
+    return torch.from_numpy(out)
+
+
+def separable_distance(mask: torch.Tensor) -> torch.Tensor:
+    """`inside_distance` in torch, on the mask's device with no host reads: the squared distance is separable, a
+    min-plus pass along the columns then one along the rows (Felzenszwalb & Huttenlocher's decomposition, each pass
+    minimised directly: O(H·W·(H + W)) work, parallel)."""
+    inside = mask.detach() > 0.5                                                # (B, 1, H, W)
+    H, W = inside.shape[-2:]
+    big = float((H + W) ** 2)  # more than any squared distance inside the image: "no outside pixel in reach"
+    f = torch.where(inside, big, 0.0).to(torch.float32)
+    cols = min_plus_rows(f.transpose(-1, -2)).transpose(-1, -2)                  # along each column
+    d2 = min_plus_rows(cols.clamp(max=big))                                      # then along each row
+    return torch.where(d2 >= big, torch.inf, d2.sqrt())
 
 
 def blur_sigma(distance: torch.Tensor, sigma_max: float, sigma_s: float) -> torch.Tensor:
@@ -72,9 +102,12 @@ def variable_blur(image: torch.Tensor, sigma: torch.Tensor, sigma_max: float) ->
     H, W = image.shape[-2:]
     levels = torch.tensor([f * sigma_max for f in LEVEL_FRACTIONS], dtype=image.dtype, device=image.device)
     weights = level_weights(sigma.to(image.dtype), levels)              # (B, L, H, W)
-    used = weights.flatten(2).amax(dim=(0, 2)) > 0                      # (L,)
+    if image.device.type == "cpu":  # skip the levels no pixel needs (a host read: free on the CPU)
+        used = torch.nonzero(weights.flatten(2).amax(dim=(0, 2)) > 0).flatten().tolist()
+    else:  # on an accelerator every level, so that nothing waits for the device
+        used = range(len(LEVEL_FRACTIONS))
     out = torch.zeros_like(image)
-    for k in torch.nonzero(used).flatten().tolist():
+    for k in used:
         s = float(levels[k])
         if s == 0:
             blurred = image
@@ -90,12 +123,15 @@ def gaussian_blur_edit(image: torch.Tensor, mask: torch.Tensor, sigma_max: float
     """Eq. 18–19. image (B, C, H, W) float, mask (B, 1, H, W) in {0, 1} -> (B, C, H, W).
 
     Outside the mask the output is the input exactly; σ_max = 0 is the identity. Differentiable w.r.t. the
-    image; runs on any device (the distance transform on the CPU).
+    image. On the CPU only the mask's bounding box (plus the largest kernel radius) is processed; on an
+    accelerator the whole image, with static shapes and no host reads.
     """
     if sigma_max < 0 or sigma_s <= 0:
         raise ValueError(f"need sigma_max >= 0 and sigma_s > 0, got {sigma_max}, {sigma_s}")
     if sigma_max == 0:
         return image
+    if image.device.type != "cpu":  # static shapes and no host reads on an accelerator: the whole image
+        return blur_whole(image, mask, sigma_max, sigma_s)
     box = mask_box(mask, margin=max(kernel_radius(sigma_max, max(image.shape[-2:])), 1))
     if box is None:
         return image
@@ -106,6 +142,12 @@ def gaussian_blur_edit(image: torch.Tensor, mask: torch.Tensor, sigma_max: float
     out = image.clone()
     out[..., y0:y1, x0:x1] = blurred
     return out
+
+
+def blur_whole(image: torch.Tensor, mask: torch.Tensor, sigma_max: float, sigma_s: float) -> torch.Tensor:
+    """Eq. 18–19 over the whole image (B, C, H, W) -> same: what `gaussian_blur_edit` computes on the mask's box."""
+    sigma = blur_sigma(inside_distance(mask), sigma_max, sigma_s)                # (B, 1, H, W), Eq. 18
+    return torch.where(sigma > 0, variable_blur(image, sigma, sigma_max), image)  # Eq. 19, exact outside
 
 
 def mask_box(mask: torch.Tensor, margin: int) -> tuple[tuple[int, int], tuple[int, int]] | None:

@@ -187,10 +187,12 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
     recipes = [(m["name"] if isinstance(m, dict) else m, method_recipe(m)) for m in raw["methods"]]
     recipes = [(name, r) for name, r in recipes if r is not None]
     train_config = budget.get("train_config", TRAIN_CONFIG)
+    regime = raw.get("generator_config") or ()  # the spec's configs for every generator, the base's included
+    regime = (regime,) if isinstance(regime, str) else tuple(regime)
     data_yaml = f"experiments/data/{dataset}.yaml"
     base = None
     if any(r.finetune for _, r in recipes) and budget.get("base") is not None:
-        base = _fit_stage(BASE, (), dataset, root, 0, budget, data_yaml, [], train_config, budget["base"])
+        base = _fit_stage(BASE, regime, dataset, root, 0, budget, data_yaml, [], train_config, budget["base"])
         out.append(base)
     if any(r.kind == "fit" and _reads_expander(r.configs) for _, r in recipes):
         mllm = Stage("mllm", dataset, "", 0, ["mllm", "train", "--dataset", dataset, *data, *budget.get("mllm", [])])
@@ -199,7 +201,7 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
     for name, recipe in sorted(recipes, key=lambda nr: nr[1].kind == "derive"):  # derived after their sources
         for seed in budget["seeds"]:
             if recipe.kind == "fit":
-                configs = ((FINETUNE_CONFIG,) if recipe.finetune else ()) + recipe.configs
+                configs = regime + ((FINETUNE_CONFIG,) if recipe.finetune else ()) + recipe.configs
                 steps = budget.get("finetune" if recipe.finetune else "scratch", [])
                 needs = [identity if "ie" in _enabled_modules((train_config, *configs)) else None,
                          mllm if _reads_expander(configs) else None, base if recipe.finetune else None]
