@@ -242,3 +242,19 @@ def test_every_row_of_the_cpu_budget_gets_the_same_number_of_updates():
     assert base == 1300 and finetune == 200
     assert steps(budget["scratch"], None) == base + finetune
     assert int(budget["baseline"][budget["baseline"].index("--steps") + 1]) == base + finetune
+
+
+def test_a_specs_generator_config_reaches_the_base_and_every_generator_after_the_train_config(tmp_path):
+    budget = load_budget("smoke", REPO)
+    spec = tmp_path / "regime.yaml"
+    raw = (REPO / "experiments/tables/table2.yaml").read_text()
+    spec.write_text(raw + "generator_config: experiments/smoke.yaml\n")
+    plain = {s.label: s for s in plan("experiments/tables/table2.yaml", budget, datasets=["shapes"],
+                                      work=tmp_path)[0]}
+    regime = {s.label: s for s in plan(spec, budget, datasets=["shapes"], work=tmp_path)[0]}
+    fits = [s for s in regime.values() if s.kind == "generator"]
+    assert len(fits) == 7  # the base and six fine-tuned rows
+    for s in fits:
+        i = s.argv.index("--config")
+        assert s.argv[i + 3] == "experiments/smoke.yaml" and s.key != plain[s.label].key
+    assert regime["shapes/identity"].key == plain["shapes/identity"].key  # nothing else changes

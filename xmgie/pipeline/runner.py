@@ -12,7 +12,9 @@ Per dataset whose data is present:
     baseline     `xmgie baseline train` per GAN baseline and seed
     derive       `xmgie baseline derive` (PFB-Diff) per seed from its source method's generator
     evaluate     `xmgie evaluate` per method and seed      (needs its checkpoint, E_id, the classifier)
-then per method the mean ± std over seeds into the spec's result file, and the table (+ a plot).
+then per method the mean ± std over seeds into the spec's result file, and the table (+ a plot). A spec's
+`generator_config` (a file or a list) goes after the train config of every generator stage, the base's included:
+a whole table in another regime (e.g. a generator that never sees the mask) without touching the methods.
 
 Every stage runs as a subprocess into its own folder runs/pipeline/<dataset>/<stage>-<key>/, where <key> hashes
 the stage's resolved command, the text of every config file it reads and the keys of the stages it needs:
