@@ -8,8 +8,8 @@ full-resolution answer while the model works at its own resolution (32 px for `m
    precision, recall, share of the photo, overall and per edit kind, and the cost of one prediction against one
    DDIM step and one whole edit, measured side by side;
 2. the edit made under the true mask and brought back to the photo's size in three ways — the whole result
-   resized (bicubic), the edit's change composited onto the photo with all of the photo's detail, and with the
-   detail dropped where the edit changed a pixel (the default) — scored against the target at full size;
+   resized (bicubic), the edit's change composited onto the photo with all of the photo's detail (the default),
+   and with the detail dropped where the edit changed a pixel — scored against the target at full size;
 3. the same edits under the predicted mask and under "anywhere".
 Writes benchmarks/results/photo_edits.json.
 """
@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from data_modules.base import build_datamodule  # noqa: E402
 from xmgie.compositing import DETAIL_CHANGE, composite  # noqa: E402
+from xmgie.evaluation.evaluate import mask_iou  # noqa: E402
 from xmgie.evaluation.functional import psnr_per_image  # noqa: E402
 from xmgie.inference import EditPipeline, EditRequest, image_to_tensor, mask_image, tensor_to_image  # noqa: E402
 from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig, threshold  # noqa: E402
@@ -55,8 +56,7 @@ def edit_kind(prompt: str) -> str:
 def mask_scores(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
     """(B, 1, H, W) {0, 1} masks -> mean IoU, precision, recall, share of the image."""
     inter = (pred * true).flatten(1).sum(1)
-    union = ((pred + true) > 0).float().flatten(1).sum(1)
-    return {"iou": float((inter / union.clamp(min=1)).mean()),
+    return {"iou": float(mask_iou(pred, true).mean()),
             "precision": float((inter / pred.flatten(1).sum(1).clamp(min=1)).mean()),
             "recall": float((inter / true.flatten(1).sum(1).clamp(min=1)).mean()),
             "share": float(pred.mean())}
@@ -95,7 +95,6 @@ def main() -> None:
     texts = [s.instruction for s in samples]
     kinds = [edit_kind(s.prompt) for s in samples]
     result["kinds"] = {k: kinds.count(k) for k in sorted(set(kinds))}
-    masks = {}
     for name, fields in SETTINGS.items():
         predictor = MaskPredictor(MaskPredictorConfig(**fields))
         start = time.perf_counter()
@@ -104,7 +103,6 @@ def main() -> None:
         seconds = time.perf_counter() - start
         full = threshold(F.interpolate(soft, size=(args.photo,) * 2, mode="bilinear", align_corners=False),
                          predictor.cfg.threshold)
-        masks[name] = full
         work = threshold(soft, predictor.cfg.threshold)
         per_kind = {k: mask_scores(work[[i for i, x in enumerate(kinds) if x == k]],
                                    true_work[[i for i, x in enumerate(kinds) if x == k]]) for k in result["kinds"]}

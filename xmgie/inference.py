@@ -195,16 +195,18 @@ class EditPipeline:
         out = []
         for i, r in enumerate(requests):
             W, H = r.image.size
-            if i in soft and threshold(soft[i], tau).amax() == 0:  # the map found nothing: edit as with no mask
-                out.append((torch.ones(1, 1, self.resolution, self.resolution), torch.ones(1, 1, H, W),
-                            "auto found no region, so anywhere"))
-            elif i in soft:
+            anywhere = (torch.ones(1, 1, self.resolution, self.resolution), torch.ones(1, 1, H, W))
+            if i in soft:
+                work = threshold(soft[i], tau)
+                if work.amax() == 0:  # the map found nothing: edit as with no mask
+                    out.append((*anywhere, "auto found no region, so anywhere"))
+                    continue
                 full = F.interpolate(soft[i], size=(H, W), mode="bilinear", align_corners=False)
-                out.append((threshold(soft[i], tau).cpu(), threshold(full, tau).cpu(), "auto"))
+                out.append((work.cpu(), threshold(full, tau).cpu(), "auto"))
             elif isinstance(r.mask, Image.Image):
                 out.append((mask_to_tensor(r.mask, self.resolution), mask_to_tensor(r.mask, (W, H)), "given"))
             else:
-                out.append((torch.ones(1, 1, self.resolution, self.resolution), torch.ones(1, 1, H, W), "anywhere"))
+                out.append((*anywhere, "anywhere"))
         return out
 
     @torch.no_grad()
