@@ -147,3 +147,24 @@ def test_the_footnote_says_which_rows_were_edited_under_predicted_or_no_masks(tm
             "dataset's masks 0.421)") in md
     assert "Faces: Baseline edited without a mask (anywhere)" in md
     assert "Birds: Baseline edited" not in md
+
+
+def test_a_psnr_at_its_cap_reads_infinity_and_is_the_best(tmp_path):
+    """An exact copy outside the mask has no finite PSNR: the cell says ∞, not the clamp's 126 dB."""
+    import torch
+
+    from xmgie.evaluation.functional import PSNR_EXACT, psnr_per_image
+
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    capped = psnr_per_image(x, x.clone(), torch.ones(2, 1, 8, 8))
+    torch.testing.assert_close(capped, torch.full((2,), PSNR_EXACT))
+    spec_file = tmp_path / "small.yaml"
+    spec_file.write_text(SPEC.format(layout="rows"))
+    for method, value in (("base", 36.11), ("ours", float(capped.mean()))):
+        path = tmp_path / "results" / "birds" / f"{method}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result({"psnr": value}, {})))
+    s = load_spec(spec_file)
+    md = to_markdown(s, read_results(s, tmp_path))
+    assert "| Birds | Baseline | n/c | n/c | n/c | 36.11 | – |" in md
+    assert "| Birds | Ours | n/c | n/c | n/c | **∞** | – |" in md

@@ -78,3 +78,54 @@ def test_alpha_init_sets_where_the_learned_alpha_starts(alpha_init):
     assert pfb.alpha_logit.requires_grad
     with pytest.raises(ValueError, match="alpha_init"):
         ProgressiveFeatureBlending(("mid",), alpha_init=1.0)
+
+
+@pytest.mark.parametrize("prediction_type,residual", [("sample", True), ("epsilon", False), ("v_prediction", False)])
+def test_out_layer_predicts_the_source_outside_the_mask(prediction_type, residual):
+    """'out' with α = 1: outside the mask the prediction is the source's own target (so x̂0 is the source),
+    inside it is the U-Net's prediction untouched; no reference branch runs."""
+    plain = micro_generator(prediction_type=prediction_type, residual=residual)
+    g = micro_generator([ProgressiveFeatureBlending(("out",), fixed_alpha=1.0)], prediction_type=prediction_type,
+                        residual=residual)
+    assert not g.plugins[0].needs_reference
+    src, mask, noise, t = edit_inputs()
+    cond = g.make_condition(src, mask, ["make the circle red"] * 2)
+    x_t = torch.randn_like(src)
+    with torch.no_grad():
+        own = plain(x_t, t, plain.make_condition(src, mask, ["make the circle red"] * 2))
+        pred = g(x_t, t, cond, noise=noise)
+    x_src = g.to_diffusion_space(src, cond)
+    outside = mask.expand_as(src) == 0
+    torch.testing.assert_close(pred[~outside], own[~outside])
+    torch.testing.assert_close(pred[outside], g.prediction_target(x_src, noise, t)[outside])
+    x0 = g.predict_x0(g.add_noise(x_src, noise, t), t, pred)
+    torch.testing.assert_close(g.to_image_space(x0, cond)[outside], src[outside], atol=1e-4, rtol=0)
+
+
+def test_out_layer_is_exact_latent_blending_at_every_step():
+    """A DDIM edit with PFB at 'out' (α = 1) equals the plain generator's edit with the sample replaced by the
+    noised source outside the mask after every step (`source_blend=1`), and keeps the source there exactly."""
+    from xmgie.models.sampling import ddim_edit
+
+    plain = micro_generator()
+    g = micro_generator([ProgressiveFeatureBlending(("out",), fixed_alpha=1.0)])
+    src, mask, _, _ = edit_inputs()
+    blended = ddim_edit(plain, src, mask, ["make the circle red"] * 2, steps=4, source_blend=1.0)
+    out = ddim_edit(g, src, mask, ["make the circle red"] * 2, steps=4)
+    torch.testing.assert_close(out, blended, atol=1e-5, rtol=0)
+    outside = mask.expand_as(src) == 0
+    torch.testing.assert_close(out[outside], src[outside], atol=1e-5, rtol=0)
+    assert not torch.allclose(out[~outside], src[~outside], atol=1e-2)
+
+
+def test_out_layer_with_feature_layers_keeps_one_alpha_per_layer():
+    g = micro_generator([ProgressiveFeatureBlending(("mid", "up0", "out"), alpha_init=0.9)]).train()
+    pfb = g.plugins[0]
+    assert pfb.needs_reference and pfb.blends_prediction
+    src, mask, noise, t = edit_inputs()
+    cond = g.make_condition(src, mask, ["make the circle red"] * 2)
+    x_t = g.add_noise(g.to_diffusion_space(src, cond), noise, t)
+    g(x_t, t, cond, noise=noise).square().mean().backward()
+    assert pfb.alpha_logit.grad.shape == (3,) and (pfb.alpha_logit.grad != 0).all()
+    with pytest.raises(ValueError, match="noise"):
+        g(x_t, t, cond)

@@ -4,6 +4,8 @@ Images are (B, 3, H, W) in [-1, 1]; statistics are float64 so that sums over tho
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -11,12 +13,15 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from xmgie.evaluation.convert import to_unit
 
 DATA_RANGE = 2.0  # images live in [-1, 1]
+MIN_MSE = 1e-12  # an MSE below it (float32 round-off) is an exact copy: PSNR_EXACT dB
+PSNR_EXACT = 10 * math.log10(DATA_RANGE**2 / MIN_MSE)
 
 
 def psnr_per_image(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
                    data_range: float = DATA_RANGE) -> torch.Tensor:
     """(B, C, H, W) twice -> (B,) PSNR in dB = 10 log10(range² / MSE), the MSE taken over the pixels where
-    `weight` (B, 1, H, W) in {0, 1} is 1 (all pixels when None). An image with no such pixel gets NaN."""
+    `weight` (B, 1, H, W) in {0, 1} is 1 (all pixels when None). An image with no such pixel gets NaN; an exact
+    copy gets PSNR_EXACT (the MSE clamped at MIN_MSE), the table's ∞."""
     se = (x.float() - y.float()).pow(2)
     if weight is None:
         mse = se.flatten(1).mean(1)
@@ -25,7 +30,7 @@ def psnr_per_image(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
         n = w.flatten(1).sum(1)
         mse = (se * w).flatten(1).sum(1) / n
         mse = torch.where(n > 0, mse, torch.full_like(mse, float("nan")))
-    return 10 * torch.log10(data_range**2 / mse.clamp(min=1e-12))
+    return 10 * torch.log10(data_range**2 / mse.clamp(min=MIN_MSE))
 
 
 def mean_abs_change(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ HIGHER_IS_BETTER) — but only when every value compared was computed with the s
     n/c        the result exists but this metric was not computed (e.g. no attribute classifier given)
     x†         computed with an uncalibrated (random-weights) backbone: not comparable to published numbers
     x ± s      mean and standard deviation over seeds (a result file with "metrics_std"); bold compares means
+    ∞          a PSNR at its cap: every image was an exact copy there (e.g. outside the mask under PFB's 'out')
 
 The footnote lists each metric's backbone(s) with sha256, the seeds, sample counts and DDIM steps.
 """
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 
 from xmgie.errors import UserError
+from xmgie.evaluation.functional import PSNR_EXACT
 from xmgie.evaluation.metrics import HIGHER_IS_BETTER
 
 LABELS = {"is": "IS", "fid": "FID", "lpips": "LPIPS", "ssim": "SSIM", "psnr": "PSNR", "aa": "AA", "ips": "IPS",
@@ -116,7 +118,10 @@ def dataset_block(spec: TableSpec, d: DatasetSpec, results: dict, columns: list[
                 places = DECIMALS.get(metric, 3)
                 std = result.get("metrics_std", {}).get(metric)  # several seeds: mean ± std
                 spread = f" ± {float(std):.{places}f}" if std is not None else ""
-                row.append(Cell(f"{v:.{places}f}{spread}{dagger}", v))
+                if metric.startswith("psnr") and v >= PSNR_EXACT - 1e-3:
+                    row.append(Cell(f"∞{dagger}", v))  # every image, every seed an exact copy
+                else:
+                    row.append(Cell(f"{v:.{places}f}{spread}{dagger}", v))
         rows.append(row)
     for j, metric in enumerate(columns):
         have = [(i, rows[i][j].value) for i in range(len(rows)) if rows[i][j].value is not None]

@@ -199,12 +199,15 @@ class EditGenerator(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition, context: TextContext | None = None,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) noisy image (or latent) at integer timesteps t (B,) -> the U-Net's prediction, same shape.
+        `noise` is the ε that made x_t; PFB needs it (its reference branch and its 'out' layer)."""
+        return self.blend_prediction(self.predict(x_t, t, cond, context, noise), t, cond, noise)
 
-        With a plugin that needs a reference branch (PFB), `noise` is the ε that made x_t: the reference branch
-        denoises the source noised to the same t with the same ε under the null instruction. With gradients on,
-        it runs first as a gradient-free pass (its backward would cost as much as the edit branch's); without,
-        both branches run as one batched U-Net call.
-        """
+    def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition, context: TextContext | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The U-Net's prediction. With a plugin that needs a reference branch (PFB's feature layers), the
+        reference branch denoises the source noised to the same t with the same ε under the null instruction.
+        With gradients on, it runs first as a gradient-free pass (its backward would cost as much as the edit
+        branch's); without, both branches run as one batched U-Net call."""
         users = [p for p in self.plugins if p.needs_reference]
         if not users:
             return self.denoise(x_t, t, cond, context)
@@ -228,6 +231,21 @@ class EditGenerator(nn.Module):
                            torch.cat([context.pooled, ref_context.pooled]))
         with phases(users, "batched"):
             return self.denoise(torch.cat([x_t, x_ref]), torch.cat([t, t]), cond.cat(ref_cond), both)[:B]
+
+    def blend_prediction(self, pred: torch.Tensor, t: torch.Tensor, cond: EditCondition,
+                         noise: torch.Tensor | None) -> torch.Tensor:
+        """Hand the prediction to the plugins that blend it (PFB's 'out' layer) with the source's own target at t
+        under the ε that made x_t: outside the mask x̂0 is then the source, and a DDIM step keeps x_t on the
+        source's noising trajectory (x_t = sqrt(ᾱ_t) x_src + sqrt(1 − ᾱ_t) ε)."""
+        blenders = [p for p in self.plugins if p.blends_prediction]
+        if not blenders:
+            return pred
+        if noise is None:
+            raise ValueError("blending the prediction (PFB's 'out' layer) needs the noise ε that made x_t")
+        known = self.prediction_target(self.reference_in_diffusion_space(cond), noise, t)
+        for plugin in blenders:
+            pred = plugin.blend_prediction(pred, known.to(pred.dtype), cond)
+        return pred
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition,
                  context: TextContext | None = None) -> torch.Tensor:

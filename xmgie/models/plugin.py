@@ -5,7 +5,8 @@ A plugin is an nn.Module (so its parameters train and checkpoint with the genera
 (per-image work that every U-Net call of an edit shares), `condition(cond)` before every U-Net call,
 `extend_context(features, cond)` to add conditioning tokens, and `postprocess(x0, cond)` on the generator's
 image-space output (X_edit). A plugin with `needs_reference` gets a reference branch: the generator runs the
-U-Net on the source as well, inside the plugin's `reference_phase`. `losses` adds training terms.
+U-Net on the source as well, inside the plugin's `reference_phase`. A plugin with `blends_prediction` gets the
+U-Net's prediction with the one that keeps the source exactly (`blend_prediction`). `losses` adds training terms.
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class EditPlugin(nn.Module):
     """Base class: every hook is the identity, so a plugin overrides only what it changes."""
 
     needs_reference = False
+    blends_prediction = False
 
     def attach(self, unet: nn.Module) -> None:
         """Install hooks / attention processors on `unet` (called once, on construction)."""
@@ -68,6 +70,11 @@ class EditPlugin(nn.Module):
     def extend_context(self, features: torch.Tensor, cond: EditCondition) -> torch.Tensor:
         """(B, T, D) text features -> (B, T', D) features the cross-attention reads."""
         return features
+
+    def blend_prediction(self, pred: torch.Tensor, known: torch.Tensor, cond: EditCondition) -> torch.Tensor:
+        """(B, C, h, w) the U-Net's prediction and `known`, the prediction that keeps the source (its own target at
+        this t and ε) -> the prediction used (only with `blends_prediction`)."""
+        return pred
 
     def postprocess(self, x0: torch.Tensor, cond: EditCondition) -> torch.Tensor:
         """(B, 3, H, W) predicted clean image -> X_edit."""

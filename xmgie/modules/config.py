@@ -17,9 +17,11 @@ from xmgie.modules.pfb import ProgressiveFeatureBlending
 
 @dataclass
 class PFBConfig:
-    """enabled; layers: 'mid' and 'up<i>' (decoder block i, 0 next to the bottleneck); alpha: None learns α_l (the
-    paper), a number fixes every α_l (1.0: PFB-Diff's training-free blending); alpha_init: where a learned α_l
-    starts (the paper's 0.5 replaces half of a trained editor's in-mask features by the source's at step 0)."""
+    """enabled; layers: 'mid' and 'up<i>' (decoder block i, 0 next to the bottleneck) as in the paper, and 'out'
+    (the prediction, blended with the source's exact target: outside the mask the edit keeps the source exactly);
+    alpha: None learns α_l (the paper), a number fixes every α_l (1.0: PFB-Diff's training-free blending);
+    alpha_init: where a learned α_l starts (the paper's 0.5 replaces half of a trained editor's in-mask features
+    by the source's at step 0)."""
 
     enabled: bool = False
     layers: tuple[str, ...] = ("mid", "up0", "up1")

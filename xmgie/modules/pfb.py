@@ -6,6 +6,11 @@ branch's features with those of a reference branch that denoises the source.
 F_G: edit-branch features, F_X: reference-branch features (the source noised to the same t with the same ε,
 null instruction, no gradient), α_l a learnable scalar per layer, M_l the edit mask resized to the layer
 (soft), ones when no mask is given (Eq. 5 literally). Outside the mask the source's features are kept exactly.
+
+The last layer that can be blended is the prediction itself ('out'). There F_X is what a perfect reference
+branch predicts, the source's own target at this t and ε, which the generator knows exactly: with the mask,
+every DDIM step then keeps x_t outside the mask on the source's noising trajectory (latent blending, exact), and
+no GroupNorm after the blend can carry the outside's statistics into the inside, as it does after 'mid'/'up<i>'.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from torch import nn
 from xmgie.models.plugin import EditCondition, EditPlugin, StopUNet
 
 PHASES = ("record", "edit", "batched")
+OUT = "out"  # the prediction, blended with the source's exact target
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -43,15 +49,18 @@ def blend(f_gen: torch.Tensor, f_src: torch.Tensor, alpha: torch.Tensor | float,
 
 
 def blend_layers(unet: nn.Module, names: Sequence[str]) -> list[nn.Module]:
-    """'mid' and 'up<i>' -> the U-Net's mid block and decoder block i (0 = next to the bottleneck)."""
+    """'mid' and 'up<i>' -> the U-Net's mid block and decoder block i (0 = next to the bottleneck); 'out' (the
+    prediction, blended by the generator) has no block."""
     blocks = []
     for name in names:
+        if name == OUT:
+            continue
         if name == "mid":
             blocks.append(unet.mid_block)
         elif name.startswith("up") and name[2:].isdigit() and int(name[2:]) < len(unet.up_blocks):
             blocks.append(unet.up_blocks[int(name[2:])])
         else:
-            raise ValueError(f"unknown PFB layer {name!r}: use 'mid' or 'up0'..'up{len(unet.up_blocks) - 1}'")
+            raise ValueError(f"unknown PFB layer {name!r}: use 'mid', 'up0'..'up{len(unet.up_blocks) - 1}' or 'out'")
     return blocks
 
 
@@ -59,17 +68,17 @@ class ProgressiveFeatureBlending(EditPlugin):
     """PFB as a generator plugin. It asks the generator for a reference branch (`needs_reference`); during
     the reference pass ('record') its hooks store each blended layer's output, during the edit pass ('edit')
     they replace the output by `blend`; in 'batched' the U-Net runs both halves in one call ([edit; reference])
-    and the edit half is blended with the reference half.
+    and the edit half is blended with the reference half. With 'out' only, no reference branch runs: the
+    generator hands `blend_prediction` the source's exact target.
 
     Args:
-        layers: blended layers, 'mid' and 'up<i>' (decoder blocks from the bottleneck outwards).
+        layers: blended layers, 'mid', 'up<i>' (decoder blocks from the bottleneck outwards) and 'out' (the
+            prediction).
         fixed_alpha: None: α_l learned (stored as a logit, starting at `alpha_init`); a number in [0, 1]: every
             α_l fixed to it (training-free PFB-Diff blends with α = 1: outside the mask only the source's features).
         alpha_init: the learned α_l's starting value in (0, 1): 0.5 is the paper's; near 1 keeps a trained
             editor's features inside the mask at the start of fine-tuning (PFB-Diff's blending).
     """
-
-    needs_reference = True
 
     def __init__(self, layers: Sequence[str] = ("mid", "up0", "up1"), fixed_alpha: float | None = None,
                  alpha_init: float = 0.5):
@@ -79,6 +88,8 @@ class ProgressiveFeatureBlending(EditPlugin):
         if not 0 < alpha_init < 1:
             raise ValueError(f"PFB's alpha_init must be in (0, 1), got {alpha_init}")
         self.layers = tuple(layers)
+        self.needs_reference = any(name != OUT for name in self.layers)  # feature layers need the branch
+        self.blends_prediction = OUT in self.layers
         self.fixed_alpha = fixed_alpha
         if fixed_alpha is None:
             logit = torch.logit(torch.tensor(float(alpha_init), dtype=torch.float64)).float()
@@ -98,16 +109,22 @@ class ProgressiveFeatureBlending(EditPlugin):
 
     def attach(self, unet: nn.Module) -> None:
         blocks = blend_layers(unet, self.layers)
+        if not blocks:
+            return
         order = [unet.mid_block, *unet.up_blocks]  # execution order of the blendable blocks
         last = max(order.index(b) for b in blocks)
-        for i, block in enumerate(blocks):
+        for i, block in zip((i for i, name in enumerate(self.layers) if name != OUT), blocks):
             block.register_forward_hook(self._hook(i, stop=order.index(block) == last))
+
+    def blend_prediction(self, pred: torch.Tensor, known: torch.Tensor, cond: EditCondition) -> torch.Tensor:
+        """The 'out' layer: (B, C, h, w) prediction blended with `known`, the source's exact target (same shape)."""
+        return blend(pred, known, self.alpha[self.layers.index(OUT)], cond.mask)
 
     def _hook(self, i: int, stop: bool):
         def hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
             if self.phase == "record":
                 self.recorded[i] = output.detach()
-                if stop and len(self.recorded) == len(self.layers):
+                if stop and len(self.recorded) == sum(name != OUT for name in self.layers):
                     raise StopUNet
             elif self.phase == "edit":
                 return blend(output, self.recorded[i], self.alpha[i], self.mask)
