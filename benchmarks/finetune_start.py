@@ -59,6 +59,8 @@ def main() -> None:
         for name in ("pfb", "cam", "ie", "gb"):
             runs[f"{name}_{form_name}"] = ((name,), form)
         runs[f"full_{form_name}"] = (("pfb", "cam", "ie", "gb"), form)
+    # PFB's fine-tuning form without its 'out' layer: the feature blending alone
+    runs["pfb_features_finetune"] = (("pfb",), {"pfb": {**finetune_form["pfb"], "layers": ["mid", "up0", "up1"]}})
     results = {}
     for name, (enabled, form) in runs.items():
         start = time.perf_counter()
