@@ -43,9 +43,8 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
     guided = guidance_text != 1.0 or guidance_image != 1.0
     if guided:  # branch order [text+image, image only, neither], as InstructPix2Pix
         no, yes = torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)
-        cond = generator.make_condition(source.repeat(3, 1, 1, 1), mask.repeat(3, 1, 1, 1), list(instructions) * 3,
-                                        text_dropped=torch.cat([no, yes, yes]),
-                                        image_dropped=torch.cat([no, no, yes]))
+        cond = generator.make_condition(source, mask, list(instructions) * 3, text_dropped=torch.cat([no, yes, yes]),
+                                        image_dropped=torch.cat([no, no, yes]), copies=3)
         edit_cond = cond.rows(slice(0, B))
     else:
         cond = edit_cond = generator.make_condition(source, mask, instructions)
