@@ -63,6 +63,22 @@ class SyncedStepTimer(StepTimer):
         super().on_train_batch_end(*args)
 
 
+def first_host_sync(fn) -> str:
+    """'none' when `fn` runs with CUDA's sync debug mode at "error", else the first synchronising call's message
+    (the uploads before the loop count too: pageable host-to-device copies synchronise)."""
+    if not torch.cuda.is_available():
+        return "not checked: no CUDA device"
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fn()
+        return "none"
+    except RuntimeError as err:
+        return str(err).strip().splitlines()[0][:300]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def cli_args(variant: str, args: argparse.Namespace, identity: Path, root: str) -> list[str]:
     """experiments/ip2p.yaml at random init, on `shapes` at the benchmark's resolution and batch size."""
     on = "true" if variant == "xmgie" else "false"
@@ -112,8 +128,18 @@ def bench_variant(variant: str, args: argparse.Namespace, device: torch.device, 
             times.append(time.perf_counter() - t)
         edit[f"ddim{steps}"] = {"s_per_image": round(statistics.median(times[1:]), 4),
                                 "peak_gpu_memory_gb": peak_memory_gb(device)}
+    # 3. host syncs: a 2-step edit and one generator forward under CUDA's sync debug mode "error"
+    def edit_once():
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+            module.edit(batch, steps=2, guidance_text=7.5, guidance_image=1.5)
+
+    def forward_once():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            module.generator_forward(batch)
+
+    syncs = {"edit": first_host_sync(edit_once), "training_forward": first_host_sync(forward_once)}
     result = {"modules": module.modules_cfg.enabled, "unet_parameters_m": round(n_unet / 1e6, 1),
-              "training_bf16": train, "editing_bf16": edit}
+              "training_bf16": train, "editing_bf16": edit, "host_syncs": syncs}
     del cli, module
     gc.collect()
     return result

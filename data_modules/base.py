@@ -178,7 +178,7 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
     def loader(self, split: str, shuffle: bool, paired: bool = False) -> DataLoader:
         return DataLoader(self.dataset(split, paired), batch_size=self.batch_size, shuffle=shuffle,
                           collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          drop_last=shuffle)
+                          drop_last=shuffle, pin_memory=torch.cuda.is_available())  # asynchronous uploads
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", shuffle=True)

@@ -114,3 +114,25 @@ def test_mask_channel_and_pooled_text_reach_the_unet():
         d = g(x, t, g.make_condition(src, full, ["make it blue"]),
               ctx._replace(tokens=torch.zeros_like(ctx.tokens), pooled=torch.zeros_like(ctx.pooled)))
     assert not torch.allclose(a, b) and not torch.allclose(c, d)
+
+
+def test_guidance_branches_share_one_encoding_of_the_source():
+    """make_condition(copies=3) equals building the three branches from repeated sources, with the per-source
+    work (here E_id, as the VAE in latent space) done once on B rows."""
+    from tests.modules.conftest import edit_inputs, micro_generator
+    from xmgie.modules.identity import IdentityEmbedding, SmallIdentityCNN
+
+    g = micro_generator([IdentityEmbedding(SmallIdentityCNN(16), text_width=32, tokens=2)])
+    src, mask, _, _ = edit_inputs()
+    rows = []
+    g.plugins[0].encoder.body.register_forward_hook(lambda m, a, out: rows.append(a[0].shape[0]))
+    no, yes = torch.zeros(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+    flags = dict(text_dropped=torch.cat([no, yes, yes]), image_dropped=torch.cat([no, no, yes]))
+    shared = g.make_condition(src, mask, ["make it red", "move it"] * 3, **flags, copies=3)
+    assert rows == [2]
+    repeated = g.make_condition(src.repeat(3, 1, 1, 1), mask.repeat(3, 1, 1, 1), ["make it red", "move it"] * 3,
+                                **flags)
+    x_t, t = torch.randn(6, 3, 16, 16), torch.full((6,), 500)
+    assert torch.equal(shared.tokens, repeated.tokens)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x_t, t, shared), g(x_t, t, repeated))

@@ -51,7 +51,7 @@ def test_dropped_image_condition_drops_the_identity_and_loss_reaches_the_edit():
     g = micro_generator([plugin])
     src, mask, _, _ = edit_inputs()
     cond = g.make_condition(src, mask, ["a", "b"], image_dropped=torch.tensor([False, True]))
-    e = cond.extras["identity"]
+    e = plugin.embedding(cond)
     assert e[1].abs().sum() == 0 and e[0].norm().item() == pytest.approx(1.0, abs=1e-5)
     x_edit = torch.randn_like(src, requires_grad=True)
     plugin.losses(x_edit, src, cond)["id"].backward()
@@ -83,6 +83,7 @@ def test_facenet_loads_a_local_state_dict_and_embeds(tmp_path):
     load_identity_weights(enc, tmp_path / "vggface2.pt")
     enc.eval()
     images = torch.rand(2, 3, 48, 40) * 2 - 1  # no faces: MTCNN finds none, the whole image is used
+    enc.mtcnn.device = torch.device("meta")  # stale: detection follows where MTCNN's nets are, not this attribute
     torch.testing.assert_close(enc.boxes(images), torch.tensor([[0.0, 0.0, 40.0, 48.0]] * 2))
     e = enc.embed(images)
     assert e.shape == (2, 512)
@@ -137,3 +138,17 @@ def test_decoupled_identity_attention_is_an_exact_no_op_until_its_gates_open():
 def test_ie_attention_kind_is_checked():
     with pytest.raises(ValueError, match="attention"):
         IdentityEmbedding(SmallIdentityCNN(16), text_width=32, attention="prepended")
+
+
+def test_facenet_finds_a_real_face_on_the_device_of_its_nets():
+    """scikit-image's astronaut, alone and in a batch where every image has a face (MTCNN then returns an
+    object array): the box is the face, float32."""
+    from skimage.data import astronaut
+
+    enc = FaceNetIdentity().eval()
+    photo = torch.from_numpy(astronaut()).permute(2, 0, 1)[None].float() / 127.5 - 1  # (1, 3, 512, 512)
+    for batch in (photo, photo.repeat(2, 1, 1, 1)):
+        boxes = enc.boxes(batch)
+        assert boxes.dtype == torch.float32 and boxes.shape == (len(batch), 4)
+        for x0, y0, x1, y1 in boxes.tolist():  # the face: about x 181–268, y 62–172
+            assert 150 < x0 < 200 and 230 < x1 < 300 and 30 < y0 < 90 and 150 < y1 < 200

@@ -72,9 +72,9 @@ class RegionEditor:
         self.alphas_cumprod = torch.linspace(0.99, 0.01, 1000)
         self.calls = []
 
-    def make_condition(self, source, mask, instructions, text_dropped=None):
+    def make_condition(self, source, mask, instructions, text_dropped=None, copies=1):
         assert mask.eq(1).all()  # the U-Net is shown "anywhere"
-        return {"source": source, "dropped": text_dropped}
+        return {"source": source.repeat(copies, 1, 1, 1), "dropped": text_dropped}
 
     def reference_in_diffusion_space(self, cond):
         return cond["source"]

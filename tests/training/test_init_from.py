@@ -94,3 +94,13 @@ def test_a_missing_base_is_a_one_line_error(tmp_path):
     proc = run_cli("fit", "--config", str(SMOKE), f"--trainer.default_root_dir={tmp_path}",
                    f"--model.init_from={tmp_path}/none.ckpt")
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bf16_true_is_refused_before_training(tmp_path, capsys):
+    """(16-mixed is refused too, but on a CPU Lightning itself turns it into bf16-mixed.)"""
+    from tests.conftest import fit
+
+    with pytest.raises(SystemExit):
+        fit(tmp_path / "run", "--trainer.precision=bf16-true")
+    assert "EMA" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()

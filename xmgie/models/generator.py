@@ -134,26 +134,43 @@ class EditGenerator(nn.Module):
         return image * (~cond.image_dropped).to(image.dtype)[:, None, None, None]
 
     def tokenize(self, instructions: Sequence[str], text_dropped: torch.Tensor | None = None) -> torch.Tensor:
-        """B strings -> (B, T) ids; dropped samples get the empty instruction (the null text condition)."""
-        if text_dropped is not None:
-            instructions = ["" if d else s for s, d in zip(instructions, text_dropped.tolist())]
-        return self.text_encoder.tokenize(instructions).to(self.alphas_cumprod.device)
+        """B strings -> (B, T) ids; dropped samples get the empty instruction (the null text condition), chosen
+        on the device (reading the flags back would stall an accelerator every step)."""
+        ids = self.text_encoder.tokenize(list(instructions)).to(self.null_tokens.device, non_blocking=True)
+        if text_dropped is None:
+            return ids
+        return torch.where(text_dropped.to(ids.device)[:, None], self.null_tokens, ids)
 
     def make_condition(self, source: torch.Tensor, mask: torch.Tensor, instructions: Sequence[str],
-                       text_dropped: torch.Tensor | None = None,
-                       image_dropped: torch.Tensor | None = None) -> EditCondition:
-        none = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
-        text_dropped = none if text_dropped is None else text_dropped.to(source.device)
-        image_dropped = none if image_dropped is None else image_dropped.to(source.device)
-        cond = EditCondition(source=source, mask=mask, tokens=self.tokenize(instructions, text_dropped),
-                             text_dropped=text_dropped, image_dropped=image_dropped)
+                       text_dropped: torch.Tensor | None = None, image_dropped: torch.Tensor | None = None,
+                       copies: int = 1) -> EditCondition:
+        """The condition of `copies` stacked repeats of the B sources (B, 3, H, W) and masks (B, 1, H, W) — the
+        guidance branches of one edit — with len(instructions) == copies·B and the dropped flags (copies·B,).
+        The per-source work (the VAE's encoding, the plugins' `prepare`) runs once on the B sources."""
+        tokens = self.tokenize(instructions, text_dropped)
+        if copies == 1:
+            cond = once = self._condition(source, mask, tokens, text_dropped, image_dropped)
+        else:
+            cond = self._condition(source.repeat(copies, 1, 1, 1), mask.repeat(copies, 1, 1, 1), tokens,
+                                   text_dropped, image_dropped)
+            once = self._condition(source, mask, tokens[:source.shape[0]])
         if self.codec is not None:  # the VAE encodes the shown source once per edit, not once per U-Net call
-            latent = self.codec.encode_condition(self.reference(cond))  # (B, 4, h, w), unscaled
-            cond.extras["shown_latent"] = latent
-            cond.extras["reference_latent"] = latent * self.codec.scaling
+            latent = self.codec.encode_condition(self.reference(once))  # (B, 4, h, w), unscaled
+            once.extras["shown_latent"] = latent
+            once.extras["reference_latent"] = latent * self.codec.scaling
         for plugin in self.plugins:
-            plugin.prepare(cond)
+            plugin.prepare(once)
+        cond.extras = {k: v.repeat(copies, *[1] * (v.dim() - 1)) for k, v in once.extras.items()}
         return cond
+
+    @staticmethod
+    def _condition(source: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor,
+                   text_dropped: torch.Tensor | None = None,
+                   image_dropped: torch.Tensor | None = None) -> EditCondition:
+        none = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
+        return EditCondition(source=source, mask=mask, tokens=tokens,
+                             text_dropped=none if text_dropped is None else text_dropped.to(source.device),
+                             image_dropped=none if image_dropped is None else image_dropped.to(source.device))
 
     def context(self, cond: EditCondition) -> TextContext:
         """Text features of the condition: the tokens cross-attention reads (extended by plugins) and the

@@ -43,9 +43,8 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
     guided = guidance_text != 1.0 or guidance_image != 1.0
     if guided:  # branch order [text+image, image only, neither], as InstructPix2Pix
         no, yes = torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)
-        cond = generator.make_condition(source.repeat(3, 1, 1, 1), mask.repeat(3, 1, 1, 1), list(instructions) * 3,
-                                        text_dropped=torch.cat([no, yes, yes]),
-                                        image_dropped=torch.cat([no, no, yes]))
+        cond = generator.make_condition(source, mask, list(instructions) * 3, text_dropped=torch.cat([no, yes, yes]),
+                                        image_dropped=torch.cat([no, no, yes]), copies=3)
         edit_cond = cond.rows(slice(0, B))
     else:
         cond = edit_cond = generator.make_condition(source, mask, instructions)
@@ -54,20 +53,20 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
     x = (torch.randn(generator.diffusion_shape(source), generator=rng) if initial_noise is None
          else initial_noise).to(device)  # 1. x_T (pixels or latents)
     noise = x.repeat(3, 1, 1, 1) if guided else x  # the reference branch (PFB) is noised with x_T's ε
-    x_T, timesteps = x, list(sched.timesteps)
+    x_T, timesteps = x, [int(t) for t in sched.timesteps]  # Python ints: the loop reads nothing back
     blended = round(source_blend * len(timesteps))
     if blended:  # PFB-Diff's latent blending: the source and the mask on the diffusion's grid, fixed per edit
         known_0, m = generator.reference_in_diffusion_space(edit_cond), generator.diffusion_mask(edit_cond)
     for i, t in enumerate(timesteps):
-        tt = torch.full((cond.source.shape[0],), int(t), device=device, dtype=torch.long)
+        tt = torch.full((cond.source.shape[0],), t, device=device, dtype=torch.long)
         pred = generator(x.repeat(3, 1, 1, 1) if guided else x, tt, cond, context, noise=noise)  # 2.
-        if guided:
-            full, image_only, uncond = pred.chunk(3)
+        if guided:  # in float32: under bf16 autocast the guidance differences would lose their low bits
+            full, image_only, uncond = pred.float().chunk(3)
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)
         x = sched.step(pred, t, x).prev_sample  # 3.
         if i < blended:
             known = known_0  # after the last step the sample is clean: the source itself
             if i + 1 < len(timesteps):
-                known = generator.add_noise(known_0, x_T, torch.full((B,), int(timesteps[i + 1]), device=device))
+                known = generator.add_noise(known_0, x_T, torch.full((B,), timesteps[i + 1], device=device))
             x = m * x + (1 - m) * known
     return generator.postprocess(x, edit_cond).float().clamp(-1, 1)  # 4. with the full-condition branch (fp32)

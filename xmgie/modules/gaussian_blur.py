@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import torch
-from kornia.filters import gaussian_blur2d
+from kornia.filters import filter2d_separable, get_gaussian_kernel1d
 from scipy import ndimage
 
 from xmgie.models.plugin import EditCondition, EditPlugin
@@ -46,7 +46,7 @@ def inside_distance(mask: torch.Tensor) -> torch.Tensor:
 
     On the CPU SciPy's linear-time transform (a 512² mask in milliseconds, where the direct torch form takes 5.5 s);
     on an accelerator `separable_distance`, which stays on the device."""
-    if mask.device.type != "cpu":
+    if on_accelerator(mask):
         return separable_distance(mask)
     m = (mask.detach() > 0.5).numpy()
     out = np.zeros(m.shape, dtype=np.float32)
@@ -56,6 +56,11 @@ def inside_distance(mask: torch.Tensor) -> torch.Tensor:
         elif m[i, 0].any():
             out[i, 0] = ndimage.distance_transform_edt(m[i, 0])
     return torch.from_numpy(out)
+
+
+def on_accelerator(t: torch.Tensor) -> bool:
+    """Whether GB takes its device path for `t` (whole image, torch distance, no host reads)."""
+    return t.device.type != "cpu"
 
 
 def separable_distance(mask: torch.Tensor) -> torch.Tensor:
@@ -86,7 +91,7 @@ def level_weights(sigma: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) σ map and (L,) increasing levels (levels[0] = 0) -> (B, L, H, W) weights: each pixel's two
     neighbouring levels, interpolated linearly in σ²; σ beyond the last level gets the last level."""
     var, lv = sigma.square(), levels.square()                              # (B, 1, H, W), (L,)
-    var = var.clamp(max=float(lv[-1]))
+    var = torch.minimum(var, lv[-1])  # a device scalar: no host read
     upper = torch.searchsorted(lv, var.contiguous(), right=False).clamp(1, len(lv) - 1)  # (B, 1, H, W)
     lo_v, hi_v = lv[upper - 1], lv[upper]
     w_hi = ((var - lo_v) / (hi_v - lo_v)).clamp(0, 1)
@@ -100,20 +105,23 @@ def variable_blur(image: torch.Tensor, sigma: torch.Tensor, sigma_max: float) ->
     """(B, C, H, W) image, (B, 1, H, W) per-pixel σ in [0, σ_max] -> (B, C, H, W) blurred at each pixel's σ
     (level interpolation). Only the levels some pixel needs are computed."""
     H, W = image.shape[-2:]
-    levels = torch.tensor([f * sigma_max for f in LEVEL_FRACTIONS], dtype=image.dtype, device=image.device)
+    sigmas = [f * sigma_max for f in LEVEL_FRACTIONS]
+    levels = torch.tensor(sigmas, dtype=image.dtype, device=image.device)
     weights = level_weights(sigma.to(image.dtype), levels)              # (B, L, H, W)
-    if image.device.type == "cpu":  # skip the levels no pixel needs (a host read: free on the CPU)
+    if not on_accelerator(image):  # skip the levels no pixel needs (a host read: free on the CPU)
         used = torch.nonzero(weights.flatten(2).amax(dim=(0, 2)) > 0).flatten().tolist()
     else:  # on an accelerator every level, so that nothing waits for the device
         used = range(len(LEVEL_FRACTIONS))
     out = torch.zeros_like(image)
     for k in used:
-        s = float(levels[k])
+        s = sigmas[k]
         if s == 0:
             blurred = image
         else:
             ky, kx = 2 * kernel_radius(s, H) + 1, 2 * kernel_radius(s, W) + 1
-            blurred = gaussian_blur2d(image, (ky, kx), (s, s), border_type="reflect")
+            # the kernels from Python floats: gaussian_blur2d would check σ > 0 on a tensor (a host read)
+            kernels = [get_gaussian_kernel1d(size, s, device=image.device, dtype=image.dtype) for size in (kx, ky)]
+            blurred = filter2d_separable(image, *kernels, border_type="reflect")
         out = out + weights[:, k:k + 1] * blurred
     return out
 
@@ -130,7 +138,7 @@ def gaussian_blur_edit(image: torch.Tensor, mask: torch.Tensor, sigma_max: float
         raise ValueError(f"need sigma_max >= 0 and sigma_s > 0, got {sigma_max}, {sigma_s}")
     if sigma_max == 0:
         return image
-    if image.device.type != "cpu":  # static shapes and no host reads on an accelerator: the whole image
+    if on_accelerator(image):  # static shapes and no host reads on an accelerator: the whole image
         return blur_whole(image, mask, sigma_max, sigma_s)
     box = mask_box(mask, margin=max(kernel_radius(sigma_max, max(image.shape[-2:])), 1))
     if box is None:

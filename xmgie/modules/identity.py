@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -141,11 +142,13 @@ class FaceNetIdentity(IdentityEncoder):
         whole = torch.tensor([0.0, 0.0, W, H]).repeat(B, 1)
         if self.mtcnn is None:
             return whole
-        uint8 = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).round().to(torch.uint8)
-        found, _ = self.mtcnn.detect(list(uint8.numpy()))
+        # MTCNN's nets move with this module (Lightning's .to), its `device` attribute does not: follow the nets
+        self.mtcnn.device = next(self.mtcnn.parameters()).device
+        pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1)  # (B, H, W, 3)
+        found, _ = self.mtcnn.detect(pixels.to(self.mtcnn.device))
         for i, b in enumerate(found):
             if b is not None and len(b):
-                whole[i] = torch.as_tensor(b[0], dtype=torch.float32)
+                whole[i] = torch.from_numpy(np.asarray(b[0], dtype=np.float32))  # object arrays when all have faces
         return whole
 
     def features(self, images: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
@@ -274,18 +277,24 @@ class IdentityEmbedding(EditPlugin):
 
     def prepare(self, cond: EditCondition) -> None:
         with torch.no_grad():
-            e = self.encoder.embed(cond.source)                               # (B, D_id), Eq. 13
-        cond.extras["identity"] = e * (~cond.image_dropped).to(e.dtype)[:, None]
+            cond.extras["identity"] = self.encoder.embed(cond.source)         # (B, D_id), Eq. 13
+
+    @staticmethod
+    def embedding(cond: EditCondition) -> torch.Tensor:
+        """(B, D_id): the source's identity, zero where the image condition is dropped (applied here, not in
+        `prepare`, so the guidance branches of one edit share one embedding)."""
+        e = cond.extras["identity"]
+        return e * (~cond.image_dropped).to(e.dtype)[:, None]
 
     def condition(self, cond: EditCondition) -> None:
-        self.e_id = cond.extras["identity"]
+        self.e_id = self.embedding(cond)
         if self.attention == "decoupled" and self.to_tokens is not None:
             self.id_tokens = identity_tokens(self.e_id, self.to_tokens, self.k)  # (B, K, D)
 
     def extend_context(self, features: torch.Tensor, cond: EditCondition) -> torch.Tensor:
         if self.to_tokens is None or self.attention == "decoupled":
             return features
-        tokens = identity_tokens(cond.extras["identity"], self.to_tokens, self.k).to(features.dtype)
+        tokens = identity_tokens(self.embedding(cond), self.to_tokens, self.k).to(features.dtype)
         return torch.cat([features, tokens], dim=1)                          # (B, T + K, D)
 
     def losses(self, x_edit: torch.Tensor, target: torch.Tensor, cond: EditCondition) -> dict[str, torch.Tensor]:

@@ -104,8 +104,8 @@ class MaskPredictor:
         rows = 2 * n * B
         anywhere = torch.ones_like(source[:, :1])
         dropped = torch.arange(rows, device=source.device) >= n * B                      # [text × n; null × n]
-        cond = generator.make_condition(source.repeat(2 * n, 1, 1, 1), anywhere.repeat(2 * n, 1, 1, 1),
-                                        list(instructions) * (2 * n), text_dropped=dropped)   # 1.
+        cond = generator.make_condition(source, anywhere, list(instructions) * (2 * n), text_dropped=dropped,
+                                        copies=2 * n)                                      # 1.
         x0 = generator.reference_in_diffusion_space(cond)                                # (rows, C, h, w)
         # each image's draws come from `seed` alone, so its mask does not depend on the rest of the batch
         eps = torch.stack([torch.randn((n, *x0.shape[1:]), generator=torch.Generator().manual_seed(seed))

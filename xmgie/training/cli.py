@@ -61,9 +61,6 @@ class XMGIECLI(LightningCLI):
             root, config.checkpoint_every, progress_bar=trainer_cfg.get("enable_progress_bar") is not False)
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = CSVLogger(root, name="", version="")
-        if trainer_cfg.get("strategy") == "ddp":
-            # the GAN step leaves the other network's parameters without gradients in each backward
-            kwargs["strategy"] = "ddp_find_unused_parameters_true"
         return super().instantiate_trainer(**kwargs)
 
 

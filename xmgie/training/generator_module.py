@@ -25,6 +25,7 @@ from xmgie.modules.config import ModulesConfig
 from xmgie.modules.identity import IdentityEmbedding, load_identity_weights
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
 from xmgie.training.ema import clip_gradients, ema_update
+from xmgie.training.distributed import average_gradients, ddp_ignore_discriminator, no_gradient_sync
 from xmgie.training.init_from import load_base
 from xmgie.training.schedule import learning_rate
 from xmgie.training.stage import data_facts
@@ -97,6 +98,11 @@ class XMGIEModule(L.LightningModule):
         if stage == "fit" and str(self.trainer.precision).startswith("16"):
             raise UserError("precision 16-mixed (fp16 loss scaling) is not supported: "
                             "use --trainer.precision=bf16-mixed")
+        if stage == "fit" and str(self.trainer.precision) == "bf16-true":
+            raise UserError("precision bf16-true keeps the weights in bf16, where the EMA's small steps vanish: "
+                            "use --trainer.precision=bf16-mixed")
+        if stage == "fit":
+            ddp_ignore_discriminator(self)
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None:
             return
@@ -185,20 +191,25 @@ class XMGIEModule(L.LightningModule):
         out = self.generator_forward(batch)
         adversarial = lc.adv > 0 and self.global_step >= lc.adv_start_step
 
-        # 5. discriminator update on X_gt vs X_edit (Eq. 8); through the raw optimiser: not a counted step
+        # 5. discriminator update on X_gt vs X_edit (Eq. 8); through the raw optimiser: not a counted step. Under
+        # DDP the discriminator is outside the reducer: its backward skips the generator's buckets and its own
+        # (small) gradient is averaged over the ranks by hand.
         if adversarial:
             with self.toggled_optimizer(opt_d):
                 d_loss = losses.discriminator_loss(self.discriminator(batch["target"]),
                                                    self.discriminator(out["x_edit"].detach()))
                 opt_d.zero_grad(set_to_none=True)
-                self.manual_backward(d_loss)
+                with no_gradient_sync(self.trainer.strategy):
+                    self.manual_backward(d_loss)
+                average_gradients(self.discriminator.parameters())
                 clip_gradients(opt_d, oc.grad_clip)
                 opt_d.optimizer.step()
             self.log("train/d_loss", d_loss, prog_bar=True)
 
         # 6. generator update: λ_diff·MSE + λ_recon·L1 (Eq. 7) + λ_adv·L_adv (Eq. 8–9)
         with self.toggled_optimizer(opt_g):
-            diff = (losses.mask_balanced_mse(out["pred"], out["pred_target"], batch["mask"]) if lc.mask_balanced
+            diff = (losses.mask_balanced_mse(out["pred"], out["pred_target"],
+                                             self.generator.diffusion_mask(out["cond"])) if lc.mask_balanced
                     else losses.diffusion_loss(out["pred"], out["pred_target"]))
             terms = {"diff": diff,
                      "recon": losses.reconstruction_loss(out["x_edit"], batch["target"])}
@@ -220,6 +231,11 @@ class XMGIEModule(L.LightningModule):
             ema_update(self.ema, self.generator, oc.ema_decay, self.global_step)
         self.log("train/loss", g_loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in terms.items()})
+
+    def on_fit_start(self) -> None:
+        # every rank was seeded alike (the same initial weights); its t, ε and dropouts must differ
+        if self.trainer.world_size > 1:
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
 
     def on_train_epoch_end(self) -> None:
         if self.skipped:  # reported once per epoch, not per sample
