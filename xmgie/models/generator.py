@@ -160,7 +160,8 @@ class EditGenerator(nn.Module):
             once.extras["reference_latent"] = latent * self.codec.scaling
         for plugin in self.plugins:
             plugin.prepare(once)
-        cond.extras = {k: v.repeat(copies, *[1] * (v.dim() - 1)) for k, v in once.extras.items()}
+        if copies > 1:
+            cond.extras = {k: v.repeat(copies, *[1] * (v.dim() - 1)) for k, v in once.extras.items()}
         return cond
 
     @staticmethod

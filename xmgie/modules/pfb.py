@@ -88,7 +88,8 @@ class ProgressiveFeatureBlending(EditPlugin):
         if not 0 < alpha_init < 1:
             raise ValueError(f"PFB's alpha_init must be in (0, 1), got {alpha_init}")
         self.layers = tuple(layers)
-        self.needs_reference = any(name != OUT for name in self.layers)  # feature layers need the branch
+        self.feature_layers = tuple(i for i, name in enumerate(self.layers) if name != OUT)  # indices into α
+        self.needs_reference = bool(self.feature_layers)  # feature layers need the reference branch
         self.blends_prediction = OUT in self.layers
         self.fixed_alpha = fixed_alpha
         if fixed_alpha is None:
@@ -113,7 +114,7 @@ class ProgressiveFeatureBlending(EditPlugin):
             return
         order = [unet.mid_block, *unet.up_blocks]  # execution order of the blendable blocks
         last = max(order.index(b) for b in blocks)
-        for i, block in zip((i for i, name in enumerate(self.layers) if name != OUT), blocks):
+        for i, block in zip(self.feature_layers, blocks):
             block.register_forward_hook(self._hook(i, stop=order.index(block) == last))
 
     def blend_prediction(self, pred: torch.Tensor, known: torch.Tensor, cond: EditCondition) -> torch.Tensor:
@@ -124,7 +125,7 @@ class ProgressiveFeatureBlending(EditPlugin):
         def hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
             if self.phase == "record":
                 self.recorded[i] = output.detach()
-                if stop and len(self.recorded) == sum(name != OUT for name in self.layers):
+                if stop and len(self.recorded) == len(self.feature_layers):
                     raise StopUNet
             elif self.phase == "edit":
                 return blend(output, self.recorded[i], self.alpha[i], self.mask)
