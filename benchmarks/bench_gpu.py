@@ -6,7 +6,9 @@
 For each variant — `xmgie` (PFB, CAM, IE, GB on, experiments/ip2p.yaml) and `base` (all four off) — it trains a
 few steps through the same LightningCLI config as `make train CONFIG=experiments/ip2p.yaml` (bf16 autocast,
 gradient checkpointing, EMA) and then edits one image: median seconds per training step and per edit
-(InstructPix2Pix's two guidance scales, 3 U-Net passes per step), peak GPU memory of each. Writes
+(InstructPix2Pix's two guidance scales, 3 U-Net passes per step), peak GPU memory of each; `xmgie_pixel_rows_1`
+trains only, with the image-space losses on the least-noisy row of each batch (`loss.pixel_rows: 1`). Then GB on
+a 1024² image (its device path: torch distance transform) against one fixed-σ Kornia blur. Writes
 benchmarks/results/gpu_<device>.json (gpu_smoke.json with --smoke).
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench import StepTimer  # noqa: E402
+from bench_modules import bench_gb  # noqa: E402
 
 PAPER_CLAIM_S = (1.0, 2.0)  # seconds per edited image on one GPU (the paper's abstract)
 
@@ -79,9 +82,14 @@ def first_host_sync(fn) -> str:
         torch.cuda.set_sync_debug_mode("default")
 
 
+# variant: (the four modules on, loss.pixel_rows, edits timed too)
+VARIANTS = {"xmgie": (True, 0, True), "base": (False, 0, True), "xmgie_pixel_rows_1": (True, 1, False)}
+
+
 def cli_args(variant: str, args: argparse.Namespace, identity: Path, root: str) -> list[str]:
     """experiments/ip2p.yaml at random init, on `shapes` at the benchmark's resolution and batch size."""
-    on = "true" if variant == "xmgie" else "false"
+    modules, pixel_rows, _ = VARIANTS[variant]
+    on = "true" if modules else "false"
     return ["--config", str(REPO / "experiments/ip2p.yaml"), "--data", str(REPO / "experiments/data/shapes.yaml"),
             f"--data.init_args.resolution={args.resolution}", f"--data.init_args.batch_size={args.batch_size}",
             f"--data.init_args.num_workers={args.workers}", "--model.generator.pretrained=null",
@@ -89,6 +97,7 @@ def cli_args(variant: str, args: argparse.Namespace, identity: Path, root: str) 
             f"--trainer.max_steps={args.warmup + args.train_steps}", "--trainer.limit_val_batches=0",
             "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--checkpoint_every=1000000",
             f"--trainer.default_root_dir={root}", f"--model.modules.ie.weights={identity}",
+            f"--model.loss.pixel_rows={pixel_rows}",
             *(f"--model.modules.{m}.enabled={on}" for m in ("pfb", "cam", "ie", "gb"))]
 
 
@@ -112,6 +121,11 @@ def bench_variant(variant: str, args: argparse.Namespace, device: torch.device, 
     n_unet = sum(p.numel() for p in module.generator.unet.parameters())
     train = {"median_step_s": round(statistics.median(timer.times[args.warmup:]), 4), "batch_size": args.batch_size,
              "steps_timed": len(timer.times[args.warmup:]), "peak_gpu_memory_gb": peak_memory_gb(device)}
+    if not VARIANTS[variant][2]:  # training only: what the image-space terms cost
+        result = {"modules": module.modules_cfg.enabled, "pixel_rows": VARIANTS[variant][1], "training_bf16": train}
+        del cli, module
+        gc.collect()
+        return result
     # 2. editing one image at the benchmark's resolution with both guidance scales (3 U-Net passes a step)
     batch = collate([cli.datamodule.dataset("test")[0]])
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -164,9 +178,10 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine()
     torch.backends.cuda.matmul.allow_tf32 = True
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {v: bench_variant(v, args, device, Path(tmp)) for v in ("xmgie", "base")}
+        variants = {v: bench_variant(v, args, device, Path(tmp)) for v in VARIANTS}
+    gb = bench_gb(repeats=5, device=device.type, brute_force=False)  # GB's device path on a GPU
     result = {"device": name, "torch": torch.__version__, "shape": args.size, "resolution": args.resolution,
-              "smoke": args.smoke, "random_init": True, "variants": variants,
+              "smoke": args.smoke, "random_init": True, "variants": variants, "gb_1024": gb,
               "paper_claim_s_per_image": list(PAPER_CLAIM_S)}
     out = Path(args.out or REPO / "benchmarks/results" /
                ("gpu_smoke.json" if args.smoke else f"gpu_{name.replace(' ', '_')}.json"))

@@ -129,3 +129,29 @@ def test_out_layer_with_feature_layers_keeps_one_alpha_per_layer():
     assert pfb.alpha_logit.grad.shape == (3,) and (pfb.alpha_logit.grad != 0).all()
     with pytest.raises(ValueError, match="noise"):
         g(x_t, t, cond)
+
+
+def test_guidance_branches_that_show_the_same_image_share_one_reference_row():
+    """Guided editing stacks [text+image, image only, neither]: the first two show the same image, so their
+    reference rows are equal and run once (5B U-Net rows instead of 6B), with the same prediction."""
+    from xmgie.models.generator import SharedReference
+    from xmgie.models.sampling import ddim_edit
+
+    g = micro_generator([ProgressiveFeatureBlending(("mid", "up0"), alpha_init=0.7)])
+    src, mask, noise, t = edit_inputs()
+    B = src.shape[0]
+    no, yes = torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)
+    cond = g.make_condition(src, mask, ["make the circle red", "move the square up"] * 3, copies=3,
+                            text_dropped=torch.cat([no, yes, yes]), image_dropped=torch.cat([no, no, yes]))
+    x_t, i = torch.randn(3 * B, 3, 16, 16), torch.arange(B)
+    shared = SharedReference(rows=torch.arange(B, 3 * B), index=torch.cat([i, i, i + B]))
+    rows = []
+    g.unet.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    with torch.no_grad():
+        every = g(x_t, t.repeat(3), cond, noise=noise.repeat(3, 1, 1, 1))
+        once = g(x_t, t.repeat(3), cond, noise=noise.repeat(3, 1, 1, 1), shared=shared)
+    assert rows == [6 * B, 5 * B]
+    torch.testing.assert_close(once, every, atol=1e-5, rtol=1e-5)
+    rows.clear()
+    ddim_edit(g, src, mask, ["make the circle red"] * B, steps=2, guidance_text=3.0, guidance_image=1.5)
+    assert rows == [5 * B, 5 * B]

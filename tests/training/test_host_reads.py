@@ -49,12 +49,25 @@ def test_the_generator_and_discriminator_updates_make_no_host_reads(no_host_read
     d_loss.backward()                                                      # step 5
     clip_gradients(opt_d, 1.0)
     opt_d.step()
-    g_loss = (losses.diffusion_loss(out["pred"], out["pred_target"])       # step 6
-              + losses.reconstruction_loss(out["x_edit"], batch["target"])
-              + sum(v for p in m.generator.plugins for v in p.losses(out["x_edit"], batch["target"],
-                                                                    out["cond"]).values())
-              + losses.generator_adversarial_loss(m.discriminator(out["x_edit"])))
+    terms = m.generator_terms(out, adversarial=True)                       # step 6
+    assert set(terms) == {"diff", "recon", "id", "adv"}
+    g_loss = sum(terms.values())
     g_loss.backward()
     clip_gradients(opt_g, 1.0)
     opt_g.step()
     ema_update(m.ema, m.generator, 0.999, 10)                              # step 7
+
+
+def test_the_progress_bar_reads_the_losses_every_logging_interval_on_an_accelerator():
+    """Each refresh of the bar reads the logged losses to the host: on CPU that is free, on a GPU it would make
+    every step wait for the device, so there the bar refreshes when the logger writes."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+
+    from xmgie.training.cli import StepProgressBar
+
+    for accelerator, every in ((CPUAccelerator(), 1), (CUDAAccelerator(), 25)):
+        bar = StepProgressBar()
+        bar.setup(SimpleNamespace(accelerator=accelerator, log_every_n_steps=25, is_global_zero=True), None, "fit")
+        assert bar.refresh_rate == every

@@ -185,3 +185,35 @@ def test_text_lr_scale_gives_the_text_tower_its_own_learning_rate(tmp_path):
     unet_lr, text_lr = (g["lr"] for g in state["optimizer_states"][0]["param_groups"])
     assert unet_lr == pytest.approx(1e-3 * 4 / 8)  # the smoke config's lr, at warm-up step 4 of 8
     assert text_lr == pytest.approx(0.25 * unet_lr)
+
+
+def test_pixel_rows_decode_only_the_least_noisy_rows():
+    """loss.pixel_rows = k: X_edit (and the targets it is compared with) are the k rows with the lowest t,
+    equal to those rows of the every-row forward under the same draws."""
+    from xmgie.models import losses
+
+    t = torch.tensor([900, 10, 500, 10, 3])
+    assert sorted(losses.lowest_noise_rows(t, 3).tolist()) == [1, 3, 4]
+    assert losses.lowest_noise_rows(t, 0) is None and losses.lowest_noise_rows(t, 5) is None
+    batch = _batch(n=6)
+    every, some = _module(), _module(pixel_rows=2)
+    torch.manual_seed(3)
+    full = every.generator_forward(batch)
+    torch.manual_seed(3)
+    part = some.generator_forward(batch)
+    T = every.gen_cfg.num_train_timesteps
+    torch.manual_seed(3)
+    torch.rand(6), torch.rand(6)  # the two dropout draws come first
+    drawn = (torch.rand(6) ** every.loss_cfg.timestep_power * T).long().clamp(max=T - 1)
+    rows = losses.lowest_noise_rows(drawn, 2)
+    assert part["x_edit"].shape[0] == 2 and part["pixel_cond"].mask.shape[0] == 2
+    torch.testing.assert_close(part["x_edit"], full["x_edit"][rows])
+    torch.testing.assert_close(part["target"], batch["target"][rows])
+    torch.testing.assert_close(part["pred"], full["pred"])  # the denoising term still sees every row
+    with pytest.raises(ValueError, match="pixel_rows"):
+        LossConfig(pixel_rows=-1)
+
+
+def test_a_training_step_with_pixel_rows_runs(tmp_path):
+    fit(tmp_path, "--model.loss.pixel_rows=2", "--trainer.max_steps=2")
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

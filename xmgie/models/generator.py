@@ -18,6 +18,15 @@ from xmgie.models.unet import UNET_SIZES
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
+class SharedReference(NamedTuple):
+    """Edit rows that share a reference branch (guidance branches that show the same image: the same source,
+    t, ε and null instruction). rows: (R,) int64, the rows of the condition whose reference branch runs;
+    index: (B,) int64, which of those R each of the B rows reads."""
+
+    rows: torch.Tensor
+    index: torch.Tensor
+
+
 class TextContext(NamedTuple):
     """tokens: (B, T', D) read by cross-attention; pooled: (B, D) sentence feature."""
 
@@ -215,17 +224,19 @@ class EditGenerator(nn.Module):
 
     # -- denoising ---------------------------------------------------------------------------
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition, context: TextContext | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, shared: SharedReference | None = None) -> torch.Tensor:
         """(B, C, h, w) noisy image (or latent) at integer timesteps t (B,) -> the U-Net's prediction, same shape.
-        `noise` is the ε that made x_t; PFB needs it (its reference branch and its 'out' layer)."""
-        return self.blend_prediction(self.predict(x_t, t, cond, context, noise), t, cond, noise)
+        `noise` is the ε that made x_t; PFB needs it (its reference branch and its 'out' layer). `shared`: rows
+        whose reference branch is the same, computed once (gradient-free calls)."""
+        return self.blend_prediction(self.predict(x_t, t, cond, context, noise, shared), t, cond, noise)
 
     def predict(self, x_t: torch.Tensor, t: torch.Tensor, cond: EditCondition, context: TextContext | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, shared: SharedReference | None = None) -> torch.Tensor:
         """The U-Net's prediction. With a plugin that needs a reference branch (PFB's feature layers), the
         reference branch denoises the source noised to the same t with the same ε under the null instruction.
         With gradients on, it runs first as a gradient-free pass (its backward would cost as much as the edit
-        branch's); without, both branches run as one batched U-Net call."""
+        branch's); without, both branches run as one batched U-Net call, with one reference row per group of
+        `shared` rows."""
         users = [p for p in self.plugins if p.needs_reference]
         if not users:
             return self.denoise(x_t, t, cond, context)
@@ -234,7 +245,11 @@ class EditGenerator(nn.Module):
         B = x_t.shape[0]
         ref_cond = dataclasses.replace(cond, tokens=self.null_tokens.expand(B, -1),
                                        text_dropped=torch.ones_like(cond.text_dropped))
-        x_ref = self.add_noise(self.reference_in_diffusion_space(cond), noise, t)
+        if shared is not None and not torch.is_grad_enabled():
+            ref_cond, noise, t_ref = ref_cond.rows(shared.rows), noise[shared.rows], t[shared.rows]
+        else:
+            shared, t_ref = None, t
+        x_ref = self.add_noise(self.reference_in_diffusion_space(ref_cond), noise, t_ref)
         if torch.is_grad_enabled():
             with torch.no_grad(), phases(users, "record"):
                 try:
@@ -247,8 +262,8 @@ class EditGenerator(nn.Module):
         ref_context = self.context(ref_cond)
         both = TextContext(torch.cat([context.tokens, ref_context.tokens]),
                            torch.cat([context.pooled, ref_context.pooled]))
-        with phases(users, "batched"):
-            return self.denoise(torch.cat([x_t, x_ref]), torch.cat([t, t]), cond.cat(ref_cond), both)[:B]
+        with phases(users, "batched", None if shared is None else shared.index):
+            return self.denoise(torch.cat([x_t, x_ref]), torch.cat([t, t_ref]), cond.cat(ref_cond), both)[:B]
 
     def blend_prediction(self, pred: torch.Tensor, t: torch.Tensor, cond: EditCondition,
                          noise: torch.Tensor | None) -> torch.Tensor:

@@ -39,3 +39,11 @@ def mask_balanced_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torc
     outside = (se * (1 - m)).sum(1) / n_out.clamp(min=1)
     halves = (n_in > 0).to(se.dtype) + (n_out > 0).to(se.dtype)
     return ((inside + outside) / halves).mean()
+
+
+def lowest_noise_rows(t: torch.Tensor, k: int) -> torch.Tensor | None:
+    """(B,) timesteps -> (k,) int64 indices of the k rows with the lowest t, or None (every row) when k is 0 or
+    at least B. The count is fixed, so the shapes after it do not depend on the draw."""
+    if k == 0 or k >= t.shape[0]:
+        return None
+    return torch.topk(t, k, largest=False).indices

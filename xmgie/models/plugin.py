@@ -35,8 +35,8 @@ class EditCondition:
     image_dropped: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def rows(self, index: slice) -> "EditCondition":
-        """The condition of a slice of the batch."""
+    def rows(self, index: slice | torch.Tensor) -> "EditCondition":
+        """The condition of a slice of the batch (or of the rows an int64 index tensor picks)."""
         fields = {f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self) if f.name != "extras"}
         return EditCondition(**fields, extras={k: v[index] for k, v in self.extras.items()})
 
@@ -84,15 +84,18 @@ class EditPlugin(nn.Module):
         """Extra training terms, by the LossConfig name of their weight."""
         return {}
 
-    def reference_phase(self, phase: str) -> contextlib.AbstractContextManager[Any]:
-        """Context for U-Net calls of the reference branch machinery (only with `needs_reference`)."""
+    def reference_phase(self, phase: str, shared: torch.Tensor | None = None
+                        ) -> contextlib.AbstractContextManager[Any]:
+        """Context for U-Net calls of the reference branch machinery (only with `needs_reference`). In the
+        'batched' phase `shared` (B,) int64 says which of the reference rows (after the B edit rows) each edit
+        row reads; None: one reference row per edit row, in order."""
         return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
-def phases(plugins: list[EditPlugin], phase: str) -> Iterator[None]:
-    """Enter `reference_phase(phase)` of every plugin."""
+def phases(plugins: list[EditPlugin], phase: str, shared: torch.Tensor | None = None) -> Iterator[None]:
+    """Enter `reference_phase(phase, shared)` of every plugin."""
     with contextlib.ExitStack() as stack:
         for p in plugins:
-            stack.enter_context(p.reference_phase(phase))
+            stack.enter_context(p.reference_phase(phase, shared))
         yield

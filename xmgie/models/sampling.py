@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from diffusers import DDIMScheduler
 
-from xmgie.models.generator import EditGenerator
+from xmgie.models.generator import EditGenerator, SharedReference
 
 
 def ddim_scheduler(generator: EditGenerator, steps: int) -> DDIMScheduler:
@@ -46,8 +46,12 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         cond = generator.make_condition(source, mask, list(instructions) * 3, text_dropped=torch.cat([no, yes, yes]),
                                         image_dropped=torch.cat([no, no, yes]), copies=3)
         edit_cond = cond.rows(slice(0, B))
+        # the text+image and image-only branches show the same image: one reference branch (PFB) for both
+        i = torch.arange(B, device=device)
+        shared = SharedReference(rows=torch.arange(B, 3 * B, device=device), index=torch.cat([i, i, i + B]))
     else:
         cond = edit_cond = generator.make_condition(source, mask, instructions)
+        shared = None
     context = generator.context(cond)  # text features are the same at every step: encode once
     rng = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
     x = (torch.randn(generator.diffusion_shape(source), generator=rng) if initial_noise is None
@@ -59,7 +63,7 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         known_0, m = generator.reference_in_diffusion_space(edit_cond), generator.diffusion_mask(edit_cond)
     for i, t in enumerate(timesteps):
         tt = torch.full((cond.source.shape[0],), t, device=device, dtype=torch.long)
-        pred = generator(x.repeat(3, 1, 1, 1) if guided else x, tt, cond, context, noise=noise)  # 2.
+        pred = generator(x.repeat(3, 1, 1, 1) if guided else x, tt, cond, context, noise=noise, shared=shared)  # 2.
         if guided:  # in float32: under bf16 autocast the guidance differences would lose their low bits
             full, image_only, uncond = pred.float().chunk(3)
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)

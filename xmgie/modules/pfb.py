@@ -67,8 +67,9 @@ def blend_layers(unet: nn.Module, names: Sequence[str]) -> list[nn.Module]:
 class ProgressiveFeatureBlending(EditPlugin):
     """PFB as a generator plugin. It asks the generator for a reference branch (`needs_reference`); during
     the reference pass ('record') its hooks store each blended layer's output, during the edit pass ('edit')
-    they replace the output by `blend`; in 'batched' the U-Net runs both halves in one call ([edit; reference])
-    and the edit half is blended with the reference half. With 'out' only, no reference branch runs: the
+    they replace the output by `blend`; in 'batched' the U-Net runs both in one call ([edit rows; reference
+    rows]) and each edit row is blended with its reference row (guidance branches that show the same image share
+    one). With 'out' only, no reference branch runs: the
     generator hands `blend_prediction` the source's exact target.
 
     Args:
@@ -102,6 +103,7 @@ class ProgressiveFeatureBlending(EditPlugin):
         self.phase: str | None = None
         self.mask: torch.Tensor | None = None
         self.recorded: dict[int, torch.Tensor] = {}
+        self.shared: torch.Tensor | None = None  # 'batched': the reference row of each edit row
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -130,9 +132,11 @@ class ProgressiveFeatureBlending(EditPlugin):
             elif self.phase == "edit":
                 return blend(output, self.recorded[i], self.alpha[i], self.mask)
             elif self.phase == "batched":
-                edit, ref = output.chunk(2)
-                mask = None if self.mask is None else self.mask[: edit.shape[0]]
-                return torch.cat([blend(edit, ref, self.alpha[i], mask), ref])
+                B = output.shape[0] // 2 if self.shared is None else self.shared.shape[0]
+                edit, ref = output[:B], output[B:]
+                mask = None if self.mask is None else self.mask[:B]
+                own = ref if self.shared is None else ref.index_select(0, self.shared)  # (B, C, h, w)
+                return torch.cat([blend(edit, own, self.alpha[i], mask), ref])
             return None
         return hook
 
@@ -140,15 +144,16 @@ class ProgressiveFeatureBlending(EditPlugin):
         self.mask = cond.mask
 
     @contextmanager
-    def reference_phase(self, phase: str) -> Iterator[None]:
-        """Run the U-Net calls inside the block in `phase` ('record', 'edit' or 'batched')."""
+    def reference_phase(self, phase: str, shared: torch.Tensor | None = None) -> Iterator[None]:
+        """Run the U-Net calls inside the block in `phase` ('record', 'edit' or 'batched'); `shared` as in
+        `EditPlugin.reference_phase`."""
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-        self.phase = phase
+        self.phase, self.shared = phase, shared
         try:
             yield
         finally:
-            self.phase = None
+            self.phase, self.shared = None, None
             if phase != "record":
                 self.recorded.clear()
 

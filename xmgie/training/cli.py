@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -22,7 +23,15 @@ from xmgie.training.generator_module import XMGIEModule
 
 class StepProgressBar(TQDMProgressBar):
     """A training bar that stays right after a resume: Lightning's bar ends at the steps left (`max_steps`) but
-    counts from the restored batch index, so it overflowed and its rate and ETA counted the skipped batches."""
+    counts from the restored batch index, so it overflowed and its rate and ETA counted the skipped batches.
+
+    On an accelerator it refreshes every `log_every_n_steps` steps: each refresh reads the logged losses back
+    to the host, which would make every step wait for the device."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if not isinstance(trainer.accelerator, CPUAccelerator) and self._refresh_rate == 1:
+            self._refresh_rate = max(1, trainer.log_every_n_steps)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._done = trainer.fit_loop.epoch_loop.batch_progress.current.ready  # batches of this epoch already run

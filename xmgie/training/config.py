@@ -22,6 +22,10 @@ class LossConfig:
             (`losses.mask_balanced_mse`), so small edits are not drowned by the copied background.
         timestep_power: t = ⌊T·u^p⌋ with u ~ U(0, 1); p = 1 is the usual uniform t, p < 1 trains more at high
             noise, where the edit is decided (the first DDIM steps), and less at low noise, where denoising is easy.
+        pixel_rows: the image-space terms (recon, id, adv) and the discriminator read only the this many rows of
+            each batch with the lowest t (0: every row). In latent space X_edit is the VAE decoder's output with
+            gradients, which at 512 px costs about as much as the U-Net; at high noise x̂0 is a blur that these
+            terms can only pull towards the mean.
     """
 
     diff: float = 1.0
@@ -31,10 +35,13 @@ class LossConfig:
     adv_start_step: int = 0
     timestep_power: float = 1.0
     mask_balanced: bool = False
+    pixel_rows: int = 0
 
     def __post_init__(self) -> None:
         if min(self.diff, self.recon, self.adv, self.id) < 0:
             raise ValueError(f"loss weights must be non-negative, got {self}")
+        if self.pixel_rows < 0:
+            raise ValueError(f"pixel_rows must be 0 (every row) or positive, got {self.pixel_rows}")
         if self.timestep_power <= 0:
             raise ValueError(f"timestep_power must be positive, got {self.timestep_power}")
 

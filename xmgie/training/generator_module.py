@@ -176,11 +176,26 @@ class XMGIEModule(L.LightningModule):
         x_t = self.generator.add_noise(z0, noise, t)
         # 3. the U-Net's prediction (ε, v or x0) conditioned on Z0 = [X; I] (Eq. 4)
         pred = self.generator(x_t, t, cond, noise=noise)
-        # 4. x̂0 and X_edit = GB(x̂0, M) in image space (Eq. 19; GB is the identity until the module is on)
+        # 4. x̂0 and X_edit = GB(x̂0, M) in image space (Eq. 19; GB is the identity until the module is on), for
+        #    the `loss.pixel_rows` rows with the lowest t (every row by default)
         x0 = self.generator.predict_x0(x_t, t, pred)
-        x_edit = self.generator.postprocess(x0, cond)
+        rows = losses.lowest_noise_rows(t, self.loss_cfg.pixel_rows)
+        pixel_cond = cond if rows is None else cond.rows(rows)
+        x_edit = self.generator.postprocess(x0 if rows is None else x0[rows], pixel_cond)
         return {"pred": pred, "pred_target": self.generator.prediction_target(z0, noise, t), "x_edit": x_edit,
-                "cond": cond}
+                "target": tgt if rows is None else tgt[rows], "cond": cond, "pixel_cond": pixel_cond}
+
+    def generator_terms(self, out: dict[str, Any], adversarial: bool) -> dict[str, torch.Tensor]:
+        """The generator's loss terms from `generator_forward`'s output, by their weights' LossConfig names."""
+        terms = {"diff": losses.mask_balanced_mse(out["pred"], out["pred_target"],
+                                                  self.generator.diffusion_mask(out["cond"]))
+                 if self.loss_cfg.mask_balanced else losses.diffusion_loss(out["pred"], out["pred_target"]),
+                 "recon": losses.reconstruction_loss(out["x_edit"], out["target"])}
+        for plugin in self.generator.plugins:  # λ_id·|E_id(X_edit) − E_id(X_gt)|² (Eq. 16)
+            terms.update(plugin.losses(out["x_edit"], out["target"], out["pixel_cond"]))
+        if adversarial:
+            terms["adv"] = losses.generator_adversarial_loss(self.discriminator(out["x_edit"]))
+        return terms
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.skipped += batch.get("skipped", [])
@@ -196,7 +211,7 @@ class XMGIEModule(L.LightningModule):
         # (small) gradient is averaged over the ranks by hand.
         if adversarial:
             with self.toggled_optimizer(opt_d):
-                d_loss = losses.discriminator_loss(self.discriminator(batch["target"]),
+                d_loss = losses.discriminator_loss(self.discriminator(out["target"]),
                                                    self.discriminator(out["x_edit"].detach()))
                 opt_d.zero_grad(set_to_none=True)
                 with no_gradient_sync(self.trainer.strategy):
@@ -206,17 +221,9 @@ class XMGIEModule(L.LightningModule):
                 opt_d.optimizer.step()
             self.log("train/d_loss", d_loss, prog_bar=True)
 
-        # 6. generator update: λ_diff·MSE + λ_recon·L1 (Eq. 7) + λ_adv·L_adv (Eq. 8–9)
+        # 6. generator update: λ_diff·MSE + λ_recon·L1 (Eq. 7) + λ_adv·L_adv (Eq. 8–9) + λ_id·L_id (Eq. 16)
         with self.toggled_optimizer(opt_g):
-            diff = (losses.mask_balanced_mse(out["pred"], out["pred_target"],
-                                             self.generator.diffusion_mask(out["cond"])) if lc.mask_balanced
-                    else losses.diffusion_loss(out["pred"], out["pred_target"]))
-            terms = {"diff": diff,
-                     "recon": losses.reconstruction_loss(out["x_edit"], batch["target"])}
-            for plugin in self.generator.plugins:  # λ_id·|E_id(X_edit) − E_id(X_gt)|² (Eq. 16)
-                terms.update(plugin.losses(out["x_edit"], batch["target"], out["cond"]))
-            if adversarial:
-                terms["adv"] = losses.generator_adversarial_loss(self.discriminator(out["x_edit"]))
+            terms = self.generator_terms(out, adversarial)
             g_loss = sum(getattr(lc, name) * value for name, value in terms.items())
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
