@@ -30,7 +30,7 @@ EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
 EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
 .PHONY: setup train train-identity train-attr train-mllm train-baseline evaluate table ablation literal table1 status \
-	test bench bench-metrics preview clean
+	test test-browser demo demo-setup bench bench-metrics preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -112,6 +112,24 @@ status: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests $(ARGS)
+
+# The web demo's extras (Gradio; Selenium for the browser test), installed on first use: `make setup` stays light.
+DEMO_STAMP := $(VENV)/.demo-stamp
+$(DEMO_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev,demo,browser]'
+	touch $(DEMO_STAMP)
+demo-setup: $(DEMO_STAMP)
+
+# A local web page over CKPT (default: make train's checkpoint) at http://127.0.0.1:$(PORT), with the instruction
+# expander when make train-mllm has written one (or MLLM=<file>).
+PORT ?= 7860
+demo: $(DEMO_STAMP)
+	$(XMGIE) demo --ckpt $(CKPT) --port $(PORT) $(if $(wildcard $(MLLM)),--mllm $(MLLM)) $(ARGS)
+
+# The demo page in headless chromium (apt-get install chromium chromium-driver; skipped without them) and through
+# gradio_client. XMGIE_SCREENSHOT=<path> keeps the page's screenshot.
+test-browser: $(DEMO_STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests/browser tests/test_demo.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)

@@ -26,3 +26,19 @@ def fit(root: Path, *overrides: str) -> Path:
 def smoke_run(tmp_path_factory) -> Path:
     """A finished 4-step smoke run (micro model, 16 px shapes), shared by the CLI tests."""
     return fit(tmp_path_factory.mktemp("smoke_run"))
+
+
+@pytest.fixture(scope="session")
+def demo_server(smoke_run):
+    """The web demo served on a free local port over the smoke run's checkpoint: (url, checkpoint)."""
+    import socket
+
+    from xmgie.demo import launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ckpt = str(smoke_run / "checkpoints" / "last.ckpt")
+    app = launch(ckpt, device="cpu", port=port, block=False)
+    yield f"http://127.0.0.1:{port}/", ckpt
+    app.close()

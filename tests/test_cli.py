@@ -66,6 +66,15 @@ def test_a_painted_mask_on_a_512_px_photo_keeps_every_other_pixel(smoke_run, tmp
     assert out.shape == photo.shape and np.array_equal(out[mask == 0], photo[mask == 0])
 
 
+def test_a_given_instruction_is_read_as_is(smoke_run, image, tmp_path, capsys):
+    ckpt = str(smoke_run / "checkpoints" / "last.ckpt")
+    common = ["edit", "--ckpt", ckpt, "--image", str(image), "--mask", "anywhere", "--steps", "2"]
+    main([*common, "--prompt", "make the circle red", "--out", str(tmp_path / "a.png")])
+    main([*common, "--prompt", "anything", "--instruction", "make the circle red", "--out", str(tmp_path / "b.png")])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+    assert "instruction: 'make the circle red' (given with --instruction)" in capsys.readouterr().err
+
+
 def test_when_the_automatic_mask_finds_nothing_the_edit_goes_anywhere_and_says_so(smoke_run, image, tmp_path,
                                                                                   capsys):
     main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--image", str(image), "--prompt", "",
@@ -122,7 +131,7 @@ def test_the_editing_path_imports_neither_lightning_nor_the_datasets(smoke_run, 
 
 
 @pytest.mark.parametrize("case", ["missing_image", "unreadable_image", "rgb_mask", "missing_ckpt", "foreign_ckpt",
-                                  "garbage_ckpt"])
+                                  "garbage_ckpt", "absent_module"])
 def test_edit_errors_are_one_line_with_status_2(case, smoke_run, image, tmp_path):
     ckpt = smoke_run / "checkpoints" / "last.ckpt"
     args = {"--ckpt": str(ckpt), "--image": str(image), "--prompt": "make it red"}
@@ -144,13 +153,16 @@ def test_edit_errors_are_one_line_with_status_2(case, smoke_run, image, tmp_path
         garbage = tmp_path / "garbage.ckpt"
         garbage.write_bytes(b"not a checkpoint")
         args["--ckpt"] = str(garbage)
+    elif case == "absent_module":
+        args["--modules-off"] = "gb"  # the smoke model has none
     proc = run_cli("edit", *[x for kv in args.items() for x in kv], "--out", str(tmp_path / "o.png"))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("xmgie: error:") and "Traceback" not in proc.stderr
     expected = {"missing_image": "image not found", "unreadable_image": "cannot read image",
                 "rgb_mask": "single-channel", "missing_ckpt": "checkpoint not found",
-                "foreign_ckpt": "not an xMGIE generator checkpoint", "garbage_ckpt": "cannot read checkpoint"}[case]
+                "foreign_ckpt": "not an xMGIE generator checkpoint", "garbage_ckpt": "cannot read checkpoint",
+                "absent_module": "no module gb (it has: none)"}[case]
     assert expected in lines[0]
 
 

@@ -81,3 +81,11 @@ def test_make_train_init_fine_tunes_into_its_own_run_with_the_identity_encoder_f
     assert "--trainer.default_root_dir=runs/nosuch/finetune" in fit  # never resumes the base's own run
     assert out.index("identity train") < out.index("xmgie fit")
     assert "init_from" not in _dry("train", "DATASET=nosuch")
+
+
+def test_make_demo_serves_make_trains_checkpoint_with_the_expander_when_there_is_one(tmp_path):
+    out = _dry("demo", f"CKPT={tmp_path}/c.ckpt", f"MLLM={tmp_path}/none.pt")
+    assert f"demo --ckpt {tmp_path}/c.ckpt --port 7860" in out and "--mllm" not in out
+    (tmp_path / "e.pt").write_bytes(b"")
+    assert f"--mllm {tmp_path}/e.pt" in _dry("demo", f"MLLM={tmp_path}/e.pt")
+    assert "'.[dev,demo,browser]'" in _dry("-B", "demo-setup")

@@ -77,11 +77,16 @@ def _edit(args: argparse.Namespace) -> None:
     pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.mllm,
                                         bf16=args.bf16, masks=_mask_settings(args))
     how = f"expanded by {args.mllm}" if args.mllm else "the prompt itself: no instruction expander given (--mllm)"
-    requests = (EditRequest(read_image(j.image), j.prompt, j.mask if isinstance(j.mask, str) else read_mask(j.mask))
+    if args.instruction is not None:
+        how = "given with --instruction"
+    off = [m.strip() for m in (args.modules_off or "").split(",") if m.strip()]
+    pipe.check_modules(off)  # before any photo is read
+    requests = (EditRequest(read_image(j.image), j.prompt, j.mask if isinstance(j.mask, str) else read_mask(j.mask),
+                            args.instruction)
                 for j in jobs)  # read batch by batch: results already written stay if a later photo fails
     for job, result in zip(jobs, pipe.edit(requests, steps=args.steps, guidance_text=args.guidance_text,
                                            guidance_image=args.guidance_image, seed=args.seed,
-                                           num_beams=args.beams, batch_size=args.batch_size)):
+                                           num_beams=args.beams, batch_size=args.batch_size, modules_off=off)):
         for path, image in ((job.out, result.image), (job.mask_out, result.mask)):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +95,16 @@ def _edit(args: argparse.Namespace) -> None:
         print(f"{job.image}: instruction: {result.instruction!r} ({how}); mask {result.mask_source}, "
               f"{share:.1%} of the photo", file=sys.stderr)
         print(job.out)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from xmgie.demo import launch
+
+    _trust(args)
+    if args.host not in ("127.0.0.1", "localhost", "::1") or args.share:
+        print(f"xmgie demo: serving beyond this machine ({'a public link' if args.share else args.host}): anyone "
+              f"who reaches it can run edits", file=sys.stderr)
+    launch(args.ckpt, args.mllm, args.device, args.host, args.port, args.share)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -304,9 +319,21 @@ def _file_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="noise seed (each photo gets this seed's noise)")
     e.add_argument("--mllm", help="instruction expander file (make train-mllm): expands the prompt first")
     e.add_argument("--beams", type=int, default=1, help="beam search width of the expansion (1: greedy)")
+    e.add_argument("--instruction", help="the instruction the generator reads, as given (no expansion of the prompt)")
+    e.add_argument("--modules-off", help="comma-separated modules of the checkpoint not to use: pfb,cam,ie,gb")
     e.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     e.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; the full-scale ip2p model)")
     e.set_defaults(func=_edit)
+
+    d = sub.add_parser("demo", help="a local web page to edit photos (make demo; needs the demo extra)")
+    d.add_argument("--ckpt", required=True, help="generator checkpoint or exported folder")
+    d.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    d.add_argument("--mllm", help="instruction expander file: the page shows (and lets you change) its expansion")
+    d.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    d.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
+    d.add_argument("--port", type=int, default=7860)
+    d.add_argument("--share", action="store_true", help="also open a public Gradio link (off by default)")
+    d.set_defaults(func=_demo)
 
     v = sub.add_parser("evaluate", help="edit a dataset split, compute IS/FID/LPIPS/SSIM/PSNR(/AA/IPS), write JSON")
     v.add_argument("--ckpt", required=True, help="generator checkpoint or exported folder")

@@ -5,9 +5,10 @@ outside the edit mask the photo's own pixels, inside the edit with the photo's d
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Collection, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -88,11 +89,13 @@ def default_device() -> str:
 
 @dataclass
 class EditRequest:
-    """One photo to edit: the prompt, and a mask image, "auto" (predicted) or "anywhere"."""
+    """One photo to edit: the prompt, and a mask image, "auto" (predicted) or "anywhere"; `instruction`, when
+    given, is what the generator reads instead of the prompt's expansion."""
 
     image: Image.Image
     prompt: str
     mask: Image.Image | str = "auto"
+    instruction: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.mask, str) and self.mask not in MASK_MODES:
@@ -164,6 +167,11 @@ class EditPipeline:
         sampler = getattr(self.editor, "sampler", None)
         return sampler if isinstance(sampler, EditGenerator) else None
 
+    @property
+    def module_names(self) -> list[str]:
+        """The editor's modules ("pfb", "cam", "ie", "gb"), in its order."""
+        return [p.name for p in self.diffusion.plugins] if self.diffusion is not None else []
+
     def instruction(self, image: Image.Image, prompt: str, num_beams: int = 1) -> str:
         """The expressive instruction for `prompt` on `image` (Eq. 1), or the prompt without an expander."""
         if self.expander is None:
@@ -172,10 +180,24 @@ class EditPipeline:
         return self.expander.generate(src, [prompt], num_beams=num_beams, no_repeat_ngram_size=3 if num_beams > 1
                                       else 0)[0]
 
+    def instructions(self, requests: list[EditRequest], num_beams: int = 1) -> list[str]:
+        """What the generator reads for each request: its given instruction, else its prompt's expansion."""
+        return [r.instruction if r.instruction is not None else self.instruction(r.image, r.prompt, num_beams)
+                for r in requests]
+
+    @torch.no_grad()
+    def mask_of(self, request: EditRequest, seed: int = 0, num_beams: int = 1) -> tuple[Image.Image, str]:
+        """The full-resolution mask an edit of `request` would use ('L', 255 = may change) and where it came from."""
+        source = image_to_tensor(request.image, self.resolution).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            _, full, how = self._masks([request], source, self.instructions([request], num_beams), seed)[0]
+        return mask_image(full[0]), how
+
     def seam_sigmas(self, size: tuple[int, int]) -> tuple[float, float]:
         """GB's σ_max, σ_s in pixels of a photo of `size`: the editor's own GB scaled from its working
         resolution, else the paper's values scaled from 256 px."""
-        gb = next((p for p in getattr(self.diffusion, "plugins", ()) if isinstance(p, GaussianBlur)), None)
+        plugins = self.diffusion.active_plugins if self.diffusion is not None else ()
+        gb = next((p for p in plugins if isinstance(p, GaussianBlur)), None)
         sigma_max, sigma_s, at = (gb.sigma_max, gb.sigma_s, self.resolution) if gb else PAPER_GB
         scale = max(size) / at
         return sigma_max * scale, sigma_s * scale
@@ -209,28 +231,50 @@ class EditPipeline:
                 out.append((*anywhere, "anywhere"))
         return out
 
+    def check_modules(self, names: Collection[str]) -> None:
+        """A UserError naming any module the editor does not have."""
+        missing = sorted(set(names) - set(self.module_names))
+        if missing:
+            raise UserError(f"this editor has no module {', '.join(missing)} "
+                            f"(it has: {', '.join(self.module_names) or 'none'})")
+
+    @contextmanager
+    def modules_off(self, names: Collection[str]) -> Iterator[None]:
+        """Edit without the named modules ("pfb", "cam", "ie", "gb") of the editor (`EditGenerator.modules_off`)."""
+        self.check_modules(names)
+        if not names:
+            yield
+            return
+        with self.diffusion.modules_off(set(names)):
+            yield
+
     @torch.no_grad()
     def edit(self, requests: Iterable[EditRequest], steps: int | None = None, guidance_text: float | None = None,
              guidance_image: float | None = None, seed: int = 0, num_beams: int = 1,
-             batch_size: int = 8) -> Iterator[EditResult]:
+             batch_size: int = 8, modules_off: Collection[str] = ()) -> Iterator[EditResult]:
         """Edit the requests in batches of `batch_size`, yielding each result as its batch finishes. Every photo
-        gets the noise (and its mask the noise) of `seed` alone: its edit does not depend on the batch."""
+        gets the noise (and its mask the noise) of `seed` alone: its edit does not depend on the batch.
+        `modules_off`: the editor's modules not to use."""
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         batch: list[EditRequest] = []
         for request in requests:
             batch.append(request)
             if len(batch) == batch_size:
-                yield from self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+                with self.modules_off(modules_off):
+                    results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+                yield from results
                 batch = []
         if batch:
-            yield from self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+            with self.modules_off(modules_off):
+                results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+            yield from results
 
     def working_edits(self, requests: list[EditRequest], steps=None, guidance_text=None, guidance_image=None,
                       seed: int = 0, num_beams: int = 1) -> WorkingEdits:
         """Steps 1–4 of an edit, at the working resolution: 1. instructions (the expander, if any); 2. the photos
         resized; 3. masks (given, predicted in one U-Net call, or anywhere); 4. DDIM edits with per-photo noise."""
-        texts = [self.instruction(r.image, r.prompt, num_beams) for r in requests]                 # 1.
+        texts = self.instructions(requests, num_beams)                                              # 1.
         sources = torch.cat([image_to_tensor(r.image, self.resolution) for r in requests]).to(self.device)  # 2.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             masks = self._masks(requests, sources, texts, seed)                                      # 3.
@@ -261,7 +305,7 @@ class EditPipeline:
 
     def __call__(self, image: Image.Image, prompt: str, mask: Image.Image | str = "auto", steps: int | None = None,
                  guidance_text: float | None = None, guidance_image: float | None = None, seed: int = 0,
-                 num_beams: int = 1) -> EditResult:
+                 num_beams: int = 1, instruction: str | None = None, modules_off: Collection[str] = ()) -> EditResult:
         """Edit one photo (see `edit`)."""
-        return next(self.edit([EditRequest(image, prompt, mask)], steps, guidance_text, guidance_image, seed,
-                              num_beams))
+        return next(self.edit([EditRequest(image, prompt, mask, instruction)], steps, guidance_text, guidance_image,
+                              seed, num_beams, modules_off=modules_off))

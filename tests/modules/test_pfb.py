@@ -155,3 +155,29 @@ def test_guidance_branches_that_show_the_same_image_share_one_reference_row():
     rows.clear()
     ddim_edit(g, src, mask, ["make the circle red"] * B, steps=2, guidance_text=3.0, guidance_image=1.5)
     assert rows == [5 * B, 5 * B]
+
+
+def test_modules_off_edits_as_the_generator_without_them():
+    """Inside `modules_off` a generator with PFB, CAM, IE and GB edits exactly as the same weights without any
+    module; outside it the modules act again; a module it lacks is refused."""
+    from xmgie.models.sampling import ddim_edit
+    from xmgie.modules.cam import CrossAttentionMasking
+    from xmgie.modules.gaussian_blur import GaussianBlur
+    from xmgie.modules.identity import IdentityEmbedding, SmallIdentityCNN
+
+    plain = micro_generator()
+    full = micro_generator([ProgressiveFeatureBlending(("mid", "up0", "out"), alpha_init=0.7),
+                            CrossAttentionMasking(), IdentityEmbedding(SmallIdentityCNN(16), text_width=32),
+                            GaussianBlur(1.0, 2.0)])
+    full.load_state_dict(plain.state_dict(), strict=False)
+    src, mask, _, _ = edit_inputs()
+    texts = ["make the circle red"] * 2
+    with_modules = ddim_edit(full, src, mask, texts, steps=3, guidance_text=2.0)  # leaves CAM's and IE's state set
+    with full.modules_off({"pfb", "cam", "ie", "gb"}):
+        off = ddim_edit(full, src, mask, texts, steps=3, guidance_text=2.0)
+    torch.testing.assert_close(off, ddim_edit(plain, src, mask, texts, steps=3, guidance_text=2.0))
+    assert not torch.allclose(off, with_modules, atol=1e-3)
+    torch.testing.assert_close(ddim_edit(full, src, mask, texts, steps=3, guidance_text=2.0), with_modules)
+    with pytest.raises(ValueError, match="no module gb"):
+        with plain.modules_off({"gb"}):
+            pass

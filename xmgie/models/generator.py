@@ -4,8 +4,9 @@ The four modules attach as `EditPlugin`s."""
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Collection, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -127,6 +128,29 @@ class EditGenerator(nn.Module):
         return Backbone(self.unet, self.text_encoder, self.codec, self.scheduler)
 
     @property
+    def active_plugins(self) -> list[EditPlugin]:
+        """The plugins in use (all of them outside `modules_off`)."""
+        return [p for p in self.plugins if p.active]
+
+    @contextmanager
+    def modules_off(self, names: Collection[str]) -> Iterator[None]:
+        """Within the block the generator edits as if the named modules ("pfb", "cam", "ie", "gb") were absent:
+        they are skipped and their hooks leave the U-Net as it is. A name this generator lacks is a ValueError."""
+        missing = set(names) - {p.name for p in self.plugins}
+        if missing:
+            have = ", ".join(p.name for p in self.plugins) or "none"
+            raise ValueError(f"this generator has no module {', '.join(sorted(missing))} (it has: {have})")
+        off = [p for p in self.plugins if p.name in names and p.active]
+        for plugin in off:
+            plugin.active = False
+            plugin.reset()
+        try:
+            yield
+        finally:
+            for plugin in off:
+                plugin.active = True
+
+    @property
     def sees_mask(self) -> bool:
         return self.cfg.hide_masked_source or self.cfg.mask_channel
 
@@ -167,7 +191,7 @@ class EditGenerator(nn.Module):
             latent = self.codec.encode_condition(self.reference(once))  # (B, 4, h, w), unscaled
             once.extras["shown_latent"] = latent
             once.extras["reference_latent"] = latent * self.codec.scaling
-        for plugin in self.plugins:
+        for plugin in self.active_plugins:
             plugin.prepare(once)
         if copies > 1:
             cond.extras = {k: v.repeat(copies, *[1] * (v.dim() - 1)) for k, v in once.extras.items()}
@@ -186,7 +210,7 @@ class EditGenerator(nn.Module):
         """Text features of the condition: the tokens cross-attention reads (extended by plugins) and the
         pooled sentence feature."""
         features, pooled = self.text_encoder(cond.tokens)  # (B, T, D), (B, D)
-        for plugin in self.plugins:
+        for plugin in self.active_plugins:
             features = plugin.extend_context(features, cond)
         return TextContext(features, pooled)
 
@@ -237,7 +261,7 @@ class EditGenerator(nn.Module):
         With gradients on, it runs first as a gradient-free pass (its backward would cost as much as the edit
         branch's); without, both branches run as one batched U-Net call, with one reference row per group of
         `shared` rows."""
-        users = [p for p in self.plugins if p.needs_reference]
+        users = [p for p in self.active_plugins if p.needs_reference]
         if not users:
             return self.denoise(x_t, t, cond, context)
         if noise is None:
@@ -270,7 +294,7 @@ class EditGenerator(nn.Module):
         """Hand the prediction to the plugins that blend it (PFB's 'out' layer) with the source's own target at t
         under the ε that made x_t: outside the mask x̂0 is then the source, and a DDIM step keeps x_t on the
         source's noising trajectory (x_t = sqrt(ᾱ_t) x_src + sqrt(1 − ᾱ_t) ε)."""
-        blenders = [p for p in self.plugins if p.blends_prediction]
+        blenders = [p for p in self.active_plugins if p.blends_prediction]
         if not blenders:
             return pred
         if noise is None:
@@ -284,7 +308,7 @@ class EditGenerator(nn.Module):
                  context: TextContext | None = None) -> torch.Tensor:
         """One U-Net call: Z0 = [x_t; image condition] and the text context (Eq. 4), without the reference branch
         (`forward` adds it for PFB; the mask predictor calls this directly)."""
-        for plugin in self.plugins:
+        for plugin in self.active_plugins:
             plugin.condition(cond)
         context = self.context(cond) if context is None else context
         z = torch.cat([x_t, self.image_condition(cond)], dim=1)  # (B, C + C (+1), h, w): Eq. 4, image half
@@ -322,6 +346,6 @@ class EditGenerator(nn.Module):
         """Denoised sample (diffusion space) -> X_edit: back to image space, then every plugin's
         post-processing (GB, Eq. 19)."""
         x0 = self.to_image_space(x0, cond)
-        for plugin in self.plugins:
+        for plugin in self.active_plugins:
             x0 = plugin.postprocess(x0, cond)
         return x0

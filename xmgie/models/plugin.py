@@ -55,8 +55,13 @@ class StopUNet(Exception):
 class EditPlugin(nn.Module):
     """Base class: every hook is the identity, so a plugin overrides only what it changes."""
 
+    name = ""                 # the paper's short name: "pfb", "cam", "ie" or "gb"
     needs_reference = False
     blends_prediction = False
+    active = True             # False inside `EditGenerator.modules_off`: the generator skips the plugin
+
+    def reset(self) -> None:
+        """Forget the state the last `condition` left, so that the plugin's hooks leave the U-Net as it is."""
 
     def attach(self, unet: nn.Module) -> None:
         """Install hooks / attention processors on `unet` (called once, on construction)."""

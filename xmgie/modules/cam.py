@@ -100,6 +100,8 @@ class CrossAttentionMasking(EditPlugin):
     """CAM as a generator plugin: installs `MaskedCrossAttnProcessor` on every cross-attention layer and feeds
     it the edit mask and the instruction's word tokens (not start, end or padding) of each U-Net call."""
 
+    name = "cam"
+
     def __init__(self, mode: str = "post_softmax", start_token: int = 49406, end_token: int = 49407):
         super().__init__()
         if mode not in MODES:
@@ -118,6 +120,9 @@ class CrossAttentionMasking(EditPlugin):
 
     def condition(self, cond: EditCondition) -> None:
         self.state = CAMState(cond.mask, self.word_tokens(cond.tokens))
+
+    def reset(self) -> None:
+        self.state = None
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"

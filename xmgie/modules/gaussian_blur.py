@@ -199,6 +199,8 @@ def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
 class GaussianBlur(EditPlugin):
     """GB as a generator plugin: post-processes x̂0 (training) and the final DDIM sample (editing)."""
 
+    name = "gb"
+
     def __init__(self, sigma_max: float = 5.0, sigma_s: float = 10.0):
         super().__init__()
         self.sigma_max, self.sigma_s = sigma_max, sigma_s

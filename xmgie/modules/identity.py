@@ -223,6 +223,8 @@ class IdentityEmbedding(EditPlugin):
             share of each softmax row); 'decoupled': each cross-attention layer reads them in its own gated branch.
     """
 
+    name = "ie"
+
     def __init__(self, encoder: IdentityEncoder, text_width: int, tokens: int = 4, attention: str = "appended"):
         super().__init__()
         if attention not in ATTENTION_KINDS:
@@ -290,6 +292,9 @@ class IdentityEmbedding(EditPlugin):
         self.e_id = self.embedding(cond)
         if self.attention == "decoupled" and self.to_tokens is not None:
             self.id_tokens = identity_tokens(self.e_id, self.to_tokens, self.k)  # (B, K, D)
+
+    def reset(self) -> None:
+        self.e_id = self.id_tokens = None
 
     def extend_context(self, features: torch.Tensor, cond: EditCondition) -> torch.Tensor:
         if self.to_tokens is None or self.attention == "decoupled":

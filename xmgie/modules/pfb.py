@@ -81,6 +81,8 @@ class ProgressiveFeatureBlending(EditPlugin):
             editor's features inside the mask at the start of fine-tuning (PFB-Diff's blending).
     """
 
+    name = "pfb"
+
     def __init__(self, layers: Sequence[str] = ("mid", "up0", "up1"), fixed_alpha: float | None = None,
                  alpha_init: float = 0.5):
         super().__init__()
