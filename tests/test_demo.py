@@ -49,6 +49,34 @@ def test_the_bundled_examples_exist():
     assert len(listed) >= 3 and all(Image.open(path).size == (128, 128) and prompt for path, prompt in listed)
 
 
+def test_the_demo_edits_through_the_pipeline_and_reports_each_ddim_step(smoke_run, tmp_path):
+    from xmgie.demo import DemoEditor
+    from xmgie.inference import EditPipeline
+
+    ckpt = str(smoke_run / "checkpoints" / "last.ckpt")
+    demo = DemoEditor(EditPipeline.from_checkpoint(ckpt), ckpt, out_dir=tmp_path)
+    photo = Image.fromarray((np.random.default_rng(1).random((24, 20, 3)) * 255).astype(np.uint8))
+    steps = []
+    result = demo.edit(photo, [], DemoSettings("make it red", mask="anywhere", steps=3),
+                       on_step=lambda *s: steps.append(s))
+    assert steps == [(1, 3), (2, 3), (3, 3)] and result.image.size == (20, 24)
+    assert json.loads(open(result.files[2]).read())["mask_source"] == "anywhere"
+    with pytest.raises(UserError, match="paint where"):
+        demo.edit(photo, [], DemoSettings("make it red"))
+    with pytest.raises(UserError, match="no module ie"):
+        demo.edit(photo, [], DemoSettings("make it red", mask="anywhere", modules_off=["ie"]))
+
+
+def test_without_gradio_the_demo_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from xmgie.demo import launch
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
+    with pytest.raises(UserError, match=r"pip install -e '\.\[demo\]'"):
+        launch("any.ckpt")
+
+
 gradio = pytest.importorskip("gradio", reason="the demo extra (pip install -e '.[demo]'; .ci/run installs it)")
 
 

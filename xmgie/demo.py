@@ -15,7 +15,7 @@ import shlex
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -130,8 +130,8 @@ class DemoEditor:
         request = EditRequest(photo, prompt.strip(), "auto", instruction.strip() or None)
         return self.pipe.mask_of(request, seed)
 
-    def edit(self, image: Image.Image | None, layers: list[Image.Image | None], settings: DemoSettings
-             ) -> DemoResult:
+    def edit(self, image: Image.Image | None, layers: list[Image.Image | None], settings: DemoSettings,
+             on_step: Callable[[int, int], None] | None = None) -> DemoResult:
         """1. check the photo, the prompt and the mask; 2. edit with `EditPipeline` (xmgie edit's code);
         3. write edit.png, mask.png and settings.json (with the command that repeats the edit)."""
         photo = check_photo(image)                                                             # 1.
@@ -148,7 +148,7 @@ class DemoEditor:
                 raise UserError("paint where the photo may change, or choose the predicted mask or 'anywhere'")
         result = self.pipe(photo, settings.prompt.strip(), mask, settings.steps, settings.guidance_text,   # 2.
                            settings.guidance_image, settings.seed, instruction=settings.instruction.strip() or None,
-                           modules_off=settings.modules_off)
+                           modules_off=settings.modules_off, on_step=on_step)
         folder = Path(tempfile.mkdtemp(prefix="edit-", dir=self.out_dir))                     # 3.
         photo.save(folder / "photo.png")
         result.image.save(folder / "edit.png")
@@ -197,9 +197,8 @@ def build_app(demo: DemoEditor):
         off = [m for m in demo.modules if m not in (modules or [])]
         settings = DemoSettings(prompt or "", instruction or "", mask_mode, seed, _number(steps, int),
                                 _number(s_t), _number(s_i), off)
-        progress(0.1, desc="editing")
-        r = demo.edit(image, layers, settings)
-        progress(1.0, desc="done")
+        progress(0, desc="editing")
+        r = demo.edit(image, layers, settings, on_step=lambda done, total: progress((done, total), unit="DDIM steps"))
         source = check_photo(image)
         status = f"instruction read: “{r.instruction}” · mask: {r.mask_source} · seed {seed}"
         return r.image, r.overlay, (source, r.image), r.files, r.instruction, seed, status

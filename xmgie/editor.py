@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -66,15 +66,17 @@ class DiffusionEditor(nn.Module):
     @torch.no_grad()
     def edit(self, batch: dict[str, Any], steps: int | None = None, seed: int | None = 0,
              guidance_text: float | None = None, guidance_image: float | None = None,
-             texts: list[str] | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+             texts: list[str] | None = None, noise: torch.Tensor | None = None,
+             on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """DDIM edits (B, 3, H, W) in [-1, 1] of batch["source"] under batch["mask"]; None means the checkpoint's
-        steps / scales; `texts` an already expanded instruction; `noise` the starting x_T instead of seeded draws."""
+        steps / scales; `texts` an already expanded instruction; `noise` the starting x_T instead of seeded draws;
+        `on_step(done, total)` after each DDIM step."""
         s = self.sampling_cfg
         return ddim_edit(self.generator, batch["source"], batch["mask"],
                          texts if texts is not None else self.conditioning_texts(batch), steps=steps or s.steps,
                          guidance_text=s.guidance_text if guidance_text is None else guidance_text,
                          guidance_image=s.guidance_image if guidance_image is None else guidance_image,
-                         seed=seed, source_blend=s.source_blend, initial_noise=noise)
+                         seed=seed, source_blend=s.source_blend, initial_noise=noise, on_step=on_step)
 
 
 def editor_from(hparams: dict[str, Any], state: dict[str, torch.Tensor], data_info: dict[str, Any],

@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -251,10 +251,11 @@ class EditPipeline:
     @torch.no_grad()
     def edit(self, requests: Iterable[EditRequest], steps: int | None = None, guidance_text: float | None = None,
              guidance_image: float | None = None, seed: int = 0, num_beams: int = 1,
-             batch_size: int = 8, modules_off: Collection[str] = ()) -> Iterator[EditResult]:
+             batch_size: int = 8, modules_off: Collection[str] = (),
+             on_step: Callable[[int, int], None] | None = None) -> Iterator[EditResult]:
         """Edit the requests in batches of `batch_size`, yielding each result as its batch finishes. Every photo
         gets the noise (and its mask the noise) of `seed` alone: its edit does not depend on the batch.
-        `modules_off`: the editor's modules not to use."""
+        `modules_off`: the editor's modules not to use; `on_step(done, total)` after each DDIM step."""
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         batch: list[EditRequest] = []
@@ -262,18 +263,21 @@ class EditPipeline:
             batch.append(request)
             if len(batch) == batch_size:
                 with self.modules_off(modules_off):
-                    results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+                    results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams,
+                                               on_step)
                 yield from results
                 batch = []
         if batch:
             with self.modules_off(modules_off):
-                results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams)
+                results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams, on_step)
             yield from results
 
     def working_edits(self, requests: list[EditRequest], steps=None, guidance_text=None, guidance_image=None,
-                      seed: int = 0, num_beams: int = 1) -> WorkingEdits:
+                      seed: int = 0, num_beams: int = 1,
+                      on_step: Callable[[int, int], None] | None = None) -> WorkingEdits:
         """Steps 1–4 of an edit, at the working resolution: 1. instructions (the expander, if any); 2. the photos
-        resized; 3. masks (given, predicted in one U-Net call, or anywhere); 4. DDIM edits with per-photo noise."""
+        resized; 3. masks (given, predicted in one U-Net call, or anywhere); 4. DDIM edits with per-photo noise
+        (`on_step(done, total)` after each DDIM step)."""
         texts = self.instructions(requests, num_beams)                                              # 1.
         sources = torch.cat([image_to_tensor(r.image, self.resolution) for r in requests]).to(self.device)  # 2.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -281,6 +285,7 @@ class EditPipeline:
             work = torch.cat([m[0] for m in masks]).to(self.device)
             options = {}
             if self.diffusion is not None:  # x_T from `seed` per photo, as an edit of that photo alone draws it
+                options["on_step"] = on_step
                 shape = self.diffusion.diffusion_shape(sources[:1])
                 options["noise"] = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(seed))
                                               for _ in requests])
@@ -291,9 +296,9 @@ class EditPipeline:
                             edits.float().cpu())
 
     def _edit_batch(self, requests: list[EditRequest], steps, guidance_text, guidance_image, seed: int,
-                    num_beams: int) -> list[EditResult]:
+                    num_beams: int, on_step=None) -> list[EditResult]:
         """Steps 1–4 (`working_edits`), then 5. each edit composited onto its photo at the photo's size."""
-        w = self.working_edits(requests, steps, guidance_text, guidance_image, seed, num_beams)
+        w = self.working_edits(requests, steps, guidance_text, guidance_image, seed, num_beams, on_step)
         results = []
         for i, r in enumerate(requests):                                                            # 5.
             W, H = r.image.size
@@ -305,7 +310,8 @@ class EditPipeline:
 
     def __call__(self, image: Image.Image, prompt: str, mask: Image.Image | str = "auto", steps: int | None = None,
                  guidance_text: float | None = None, guidance_image: float | None = None, seed: int = 0,
-                 num_beams: int = 1, instruction: str | None = None, modules_off: Collection[str] = ()) -> EditResult:
+                 num_beams: int = 1, instruction: str | None = None, modules_off: Collection[str] = (),
+                 on_step: Callable[[int, int], None] | None = None) -> EditResult:
         """Edit one photo (see `edit`)."""
         return next(self.edit([EditRequest(image, prompt, mask, instruction)], steps, guidance_text, guidance_image,
-                              seed, num_beams, modules_off=modules_off))
+                              seed, num_beams, modules_off=modules_off, on_step=on_step))

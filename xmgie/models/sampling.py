@@ -6,7 +6,7 @@ With s_T = s_I = 1 this is the plain conditional prediction, and only that one U
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from diffusers import DDIMScheduler
@@ -26,9 +26,11 @@ def ddim_scheduler(generator: EditGenerator, steps: int) -> DDIMScheduler:
 def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor, instructions: Sequence[str],
               steps: int = 32, guidance_text: float = 1.0, guidance_image: float = 1.0,
               seed: int | None = 0, source_blend: float = 0.0,
-              initial_noise: torch.Tensor | None = None) -> torch.Tensor:
+              initial_noise: torch.Tensor | None = None,
+              on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Edit `source` (B, 3, H, W) in [-1, 1] under `mask` (B, 1, H, W) -> X_edit (B, 3, H, W) in [-1, 1].
-    `initial_noise`: x_T (the diffusion's shape) instead of a draw from `seed` (per-image noise for batches).
+    `initial_noise`: x_T (the diffusion's shape) instead of a draw from `seed` (per-image noise for batches);
+    `on_step(done, total)` is called after each DDIM step (progress displays).
 
     Steps: 1. start from x_T ~ N(0, I) (seeded); 2. per DDIM step, predict with 1 or 3 guidance branches
     and combine them as above; 3. DDIM update; for the first `source_blend` fraction of the steps, outside the
@@ -73,4 +75,6 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
             if i + 1 < len(timesteps):
                 known = generator.add_noise(known_0, x_T, torch.full((B,), timesteps[i + 1], device=device))
             x = m * x + (1 - m) * known
+        if on_step is not None:
+            on_step(i + 1, len(timesteps))
     return generator.postprocess(x, edit_cond).float().clamp(-1, 1)  # 4. with the full-condition branch (fp32)
