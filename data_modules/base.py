@@ -1,4 +1,4 @@
-"""The data contract every dataset honours (DESIGN §3) and the base DataModule that owns splits,
+"""The data contract every dataset honours (docs/data.md) and the base DataModule that owns splits,
 transforms and bad-input handling.
 
 A batch is a dict:
@@ -126,8 +126,8 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
 
     name: str = "base"
     hide_masked_source: bool = False  # caption datasets: the generator sees source * (1 - mask)
-    # how edits are scored (DESIGN §7): "targets" against ground-truth targets; "captions" edits each test image
-    # with another image's caption and scores faithfulness to the source
+    # how edits are scored (docs/evaluation.md): "targets" against ground-truth targets; "captions" edits each test
+    # image with another image's caption and scores faithfulness to the source
     protocol: str = "targets"
 
     def __init__(self, resolution: int = 32, batch_size: int = 16, num_workers: int = 0):

@@ -1,4 +1,4 @@
-"""`shapes`: the embedded, procedural editing dataset (DESIGN §3).
+"""`shapes`: the embedded, procedural editing dataset (docs/data.md).
 
 Sample i of a split is rendered from seed `split_offset + i`, so it needs no files and is identical on every
 machine. A scene holds 1–3 objects on a plain or gradient background; the first object is the *subject*: it

@@ -2,7 +2,7 @@
 (images/<id>/<id>-input.png, <id>-output<k>.png, optional <id>-mask<k>.png, edit_sessions.json) or
 InstructPix2Pix's (seeds.json, <name>/prompt.json, <name>/<seed>_0.jpg before, <name>/<seed>_1.jpg after).
 
-Metrics compare edits with the real targets (DESIGN §7). Split: ids hashed 90/10 into train/test, or
+Metrics compare edits with the real targets (docs/evaluation.md). Split: ids hashed 90/10 into train/test, or
 `split="test"` to evaluate on every triplet (a benchmark's test set). Triplets without a mask (all of the
 InstructPix2Pix layout) edit anywhere, or read the masks a trained editor predicted for them (`masks`, written by
 `xmgie data masks`).

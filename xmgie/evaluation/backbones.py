@@ -1,5 +1,5 @@
 """The frozen networks behind the metrics, built from the weights folder or, when a file is missing, from a
-seeded random initialisation that is marked **uncalibrated** (DESIGN §7; `strict=True` makes that an error).
+seeded random initialisation that is marked **uncalibrated** (docs/evaluation.md; `strict=True` makes that an error).
 
 Each builder returns the network and a `Backbone` record that travels into every result and table footnote.
 A user's downloaded file and a test's random-weights file in the same format take the same code path.

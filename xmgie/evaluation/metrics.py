@@ -1,5 +1,5 @@
-"""The evaluation suite (DESIGN §7) as torchmetrics state: every metric streams sums (nothing keeps every image),
-and every state has a sum reduction, so DDP ranks sync exactly.
+"""The evaluation suite (docs/evaluation.md) as torchmetrics state: every metric streams sums (nothing keeps every
+image), and every state has a sum reduction, so DDP ranks sync exactly.
 
     EditQuality       PSNR / SSIM vs the reference, and on shapes-like data the copy-the-source baseline,
                       PSNR inside / outside the edit mask, edit leakage and the boundary seam score

@@ -1,4 +1,4 @@
-"""The pretrained files the project can use, where they live, and their checks (DESIGN §7).
+"""The pretrained files the project can use, where they live, and their checks (docs/evaluation.md).
 
 Every file sits in one folder, `$XMGIE_WEIGHTS` (default `~/.cache/xmgie/weights`), under the name in the
 registry. Before a file is used its sha256 is computed and compared with the registry's pin:

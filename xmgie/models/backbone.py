@@ -1,5 +1,5 @@
 """The parts a generator is made of — U-Net, text tower, latent codec (VAE) and noise schedule — for each named
-size (DESIGN §4): built at random init from the size tables, or, for a latent size, loaded from a local diffusers
+size (docs/model.md): built at random init from the size tables, or, for a latent size, loaded from a local diffusers
 folder in the `timbrooks/instruct-pix2pix` layout (`pretrained`). Nothing is fetched from a hub here.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The attribute classifier behind AA (DESIGN §7): a multi-label network trained by the project on a dataset's
+"""The attribute classifier behind AA (docs/evaluation.md): a multi-label network trained by the project on a dataset's
 attribute annotations. Named architectures in one table; files carry their architecture and attribute count."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The InstructPix2Pix-style generator (DESIGN §4): the noisy image and the source image are concatenated on
+"""The InstructPix2Pix-style generator (docs/model.md): the noisy image and the source image are concatenated on
 channels, the expressive instruction's token features enter by cross-attention (Eq. 4: Z0 = [X; I]).
 The four modules attach as `EditPlugin`s."""
 from __future__ import annotations

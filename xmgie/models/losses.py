@@ -1,4 +1,4 @@
-"""Losses of the generator and discriminator (DESIGN §4; paper Eq. 7–9). Pure functions of tensors."""
+"""Losses of the generator and discriminator (docs/model.md; paper Eq. 7–9). Pure functions of tensors."""
 from __future__ import annotations
 
 import torch

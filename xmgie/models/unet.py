@@ -1,4 +1,4 @@
-"""A table of named U-Net sizes (DESIGN §4). Pixel sizes denoise images; latent sizes (`ip2p`) denoise VAE latents
+"""A table of named U-Net sizes (docs/model.md). Pixel sizes denoise images; latent sizes (`ip2p`) denoise VAE latents
 and have their VAE and text tower in `backbone.LATENT_SIZES`."""
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""The four xMGIE modules (DESIGN §5): each a pure function of tensors plus a thin plugin; none imports another."""
+"""The four xMGIE modules (docs/modules.md): each a pure function of tensors plus a thin plugin; none imports
+another."""

@@ -5,8 +5,8 @@ depends on the distance to the mask's edge, so the edit's seam blends into the k
     σ(p)   = σ_max · exp(−D(p)² / (2 σ_s²))                                              (Eq. 18)
     X_blur = X ⊙ (1 − M) + (X ∗ G_σ(p)) ⊙ M                                              (Eq. 19)
 
-With this formula the blur is strongest at the edge (D = 1) and fades inwards (DESIGN §5 implements the
-equation, not the prose). The per-pixel blur is approximated by blurring at a few σ levels (separable Kornia
+With this formula the blur is strongest at the edge (D = 1) and fades inwards (the equation is implemented, not
+the paper's prose; docs/modules.md). The per-pixel blur is approximated by blurring at a few σ levels (separable Kornia
 Gaussians, reflect padding) and interpolating each pixel between its two neighbouring levels, linearly in the
 variance σ², the quantity Gaussian blurs add up in. `brute_force_blur` is the exact per-pixel reference.
 """

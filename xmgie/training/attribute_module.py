@@ -1,6 +1,7 @@
-"""The attribute-classifier stage (AA, DESIGN §7): a multi-label classifier trained with binary cross-entropy on
-the target images of a dataset and their attribute vectors, scored on the held-out test split with the same
-definition AA uses (per-attribute accuracy), so a result's AA can be read against the classifier's own ceiling."""
+"""The attribute-classifier stage (AA, docs/evaluation.md): a multi-label classifier trained with binary
+cross-entropy on the target images of a dataset and their attribute vectors, scored on the held-out test split
+with the same definition AA uses (per-attribute accuracy), so a result's AA can be read against the classifier's
+own ceiling."""
 from __future__ import annotations
 
 import json

@@ -10,7 +10,7 @@ T = TypeVar("T")
 
 @dataclass
 class LossConfig:
-    """Weights of L = λ_diff·MSE(pred, target) + λ_recon·|X_edit − X_gt|₁ + λ_adv·L_adv (DESIGN §4, Eq. 9).
+    """Weights of L = λ_diff·MSE(pred, target) + λ_recon·|X_edit − X_gt|₁ + λ_adv·L_adv (Eq. 9, docs/model.md).
 
     Attributes:
         diff: λ_diff, the denoising term a diffusion model needs.

@@ -1,4 +1,4 @@
-"""The LightningModule that trains the editing generator with a GAN discriminator (DESIGN §4).
+"""The LightningModule that trains the editing generator with a GAN discriminator (docs/model.md).
 
 One training step is one batch: a discriminator update, then a generator update. Lightning's `global_step`
 counts generator updates only (the discriminator steps through its raw optimiser), so `max_steps`,
