@@ -35,6 +35,24 @@ def test_the_device_distance_transform_equals_scipys_on_random_masks(seed):
     assert np.isinf(got[2]).all()
 
 
+def test_the_device_distance_transform_equals_scipys_on_200_masks_of_1_to_512_px():
+    """Sides drawn log-uniformly in [1, 512] (a few large, most small), from scattered holes to solid blobs."""
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        H, W = np.exp(rng.uniform(0, np.log(512), size=2)).round().astype(int).clip(1, 512)
+        if i % 2:  # blobs: smoothed noise thresholded
+            noise = ndimage.gaussian_filter(rng.random((H, W)), sigma=max(1.0, min(H, W) / 8))
+            mask = noise > np.quantile(noise, rng.uniform(0.05, 0.95))
+        else:
+            mask = rng.random((H, W)) < rng.uniform(0.3, 0.99)
+        got = separable_distance(torch.from_numpy(mask.astype(np.float32))[None, None])[0, 0].numpy()
+        if mask.all():
+            assert np.isinf(got).all()
+        else:
+            np.testing.assert_allclose(got, ndimage.distance_transform_edt(mask), rtol=0, atol=1e-4,
+                                       err_msg=f"mask {i}: {H}x{W}")
+
+
 def test_the_whole_image_path_of_accelerators_equals_the_cropped_one():
     image, mask = torch.rand(2, 3, 40, 44), _mask().expand(2, 1, 40, 44).clone()
     torch.testing.assert_close(blur_whole(image, mask, 2.0, 4.0), gaussian_blur_edit(image, mask, 2.0, 4.0),
