@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the demo's tests call nothing outside this machine
 # An empty weights folder: a user's downloaded backbones never change what the tests see.
 os.environ["XMGIE_WEIGHTS"] = tempfile.mkdtemp(prefix="xmgie-weights-")
 # Dataset index caches of the tests stay out of the user's cache folder.
