@@ -142,6 +142,12 @@ class EditDataModule(L.LightningDataModule, abc.ABC):
         self._splits: dict[str, Dataset] = {}
 
     # -- subclass API -------------------------------------------------------------------------
+    @property
+    def notes(self) -> dict[str, str]:
+        """What the data fell back on where an optional part was missing ({topic: what is used instead}); it is
+        recorded in checkpoints and results and named in the tables' footnotes."""
+        return {}
+
     @abc.abstractmethod
     def make_split(self, split: str) -> Dataset:
         """Return the raw dataset of `split` (one of SPLITS); items are EditSample or raise BadSample.

@@ -5,7 +5,6 @@ Crop: r = 0.75·max(w, h) around the bounding box, as text-guided editing work d
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from data_modules.base import register
 from data_modules.images import fit_mask, read_gray
 from data_modules.masks import box_mask, threshold_mask
-from data_modules.records import FileDataModule, Record, check_choice, read_captions
+from data_modules.records import FileDataModule, Record, check_choice, fallback_test_classes, read_captions
 
 NUM_ATTRIBUTES = 312
 
@@ -65,11 +64,11 @@ class CUBDataModule(FileDataModule):
         names_file = self.require("attributes.txt", f"{base}/attributes.txt", f"{base}/attributes/attributes.txt")
         names = [f[1] for f in self.read_rows(names_file, 2)]
         attributes = self._attributes(self.require(f"{base}/attributes/image_attribute_labels.txt"), len(images))
-        test = self._test_images(base, images)
+        test = self._test_images(base, images, labels)
         text_root = self.optional("text_c10")
         if text_root is None:
-            warnings.warn(f"cub: no captions under {self.root / 'text_c10'}; prompts are templated from the class "
-                          "and attributes", stacklevel=2)
+            self.fall_back("captions", f"no captions under {self.root / 'text_c10'} (the caption archive): prompts "
+                           "are templated from each image's class and attributes")
         split: dict[str, list[Record]] = {"train": [], "test": []}
         for i, rel in sorted(images.items()):
             if i not in labels or i not in boxes:
@@ -99,12 +98,16 @@ class CUBDataModule(FileDataModule):
                 self.skip_malformed(path)
         return out
 
-    def _test_images(self, base: str, images: dict[int, str]) -> set[int]:
+    def _test_images(self, base: str, images: dict[int, str], labels: dict[int, int]) -> set[int]:
         if self.split == "official":
             return {int(f[0]) for f in self.read_rows(self.require(f"{base}/train_test_split.txt"), 2) if f[1] == "0"}
-        lists = ("testclasses.txt", "text_c10/testclasses.txt", "cvpr2016_cub/testclasses.txt")
-        test_list = self.require(*lists, note="the class-disjoint split's class list from the caption archive; "
-                                 "or use --data.init_args.split=official")
+        test_list = self.optional("testclasses.txt", "text_c10/testclasses.txt", "cvpr2016_cub/testclasses.txt")
+        if test_list is None:  # the images' archive alone: a documented split of the same sizes
+            test_ids = fallback_test_classes(set(labels.values()), every=4)
+            self.fall_back("split", "no testclasses.txt (the class lists of the caption archive): the class-disjoint "
+                           f"split tests on the classes whose id is a multiple of 4 ({len(test_ids)} of "
+                           f"{len(set(labels.values()))}) and trains on the others")
+            return {i for i in images if labels.get(i) in test_ids}
         test_classes = {f[0] for f in self.read_rows(test_list, 1)}
         return {i for i, rel in images.items() if rel.split("/")[0] in test_classes}
 

@@ -12,7 +12,7 @@ from scipy.io import loadmat
 from data_modules.base import register
 from data_modules.images import fit_mask, read_rgb
 from data_modules.masks import not_background_colour
-from data_modules.records import FileDataModule, Record, check_choice, read_captions
+from data_modules.records import FileDataModule, Record, check_choice, fallback_test_classes, read_captions
 
 
 def mat_vector(path: Path, key: str) -> np.ndarray:
@@ -59,9 +59,17 @@ class FlowersDataModule(FileDataModule):
             setid = self.require("setid.mat")
             ids = {s: mat_vector(setid, k) for s, k in (("train", "trnid"), ("val", "valid"), ("test", "tstid"))}
             return {s: [by_id[i] for i in v if i in by_id] for s, v in ids.items()}
-        lists = {s: self.require(f, f"text_c10/{f}", note="the class-disjoint split's class list")
-                 for s, f in (("train", "trainvalclasses.txt"), ("test", "testclasses.txt"))}
-        classes = {s: {f[0] for f in self.read_rows(p, 1)} for s, p in lists.items()}
+        lists = {s: self.optional(f, f"text_c10/{f}") for s, f in (("train", "trainvalclasses.txt"),
+                                                                   ("test", "testclasses.txt"))}
+        if None in lists.values():  # a documented split of the published sizes
+            ids = {int(label) for label in labels}
+            test = fallback_test_classes(ids, every=5)
+            self.fall_back("split", "no trainvalclasses.txt / testclasses.txt (the caption archive's class lists): "
+                           f"the class-disjoint split tests on the classes whose id is a multiple of 5 ({len(test)} "
+                           f"of {len(ids)}) and trains on the others")
+            classes = {"test": {f"class_{c:05d}" for c in test}, "train": {f"class_{c:05d}" for c in ids - test}}
+        else:
+            classes = {s: {f[0] for f in self.read_rows(p, 1)} for s, p in lists.items()}
         return {s: [r for i, r in sorted(by_id.items()) if f"class_{r.identity + 1:05d}" in classes[s]]
                 for s in ("train", "test")}
 

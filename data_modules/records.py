@@ -30,7 +30,7 @@ from data_modules.masks import location_phrase
 from xmgie.errors import UserError
 
 CACHE_ENV = "XMGIE_CACHE"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: the cache keeps the index's fallback notes
 
 
 class DatasetMissing(UserError):
@@ -143,6 +143,7 @@ class FileDataModule(EditDataModule):
         self._index: dict[str, list[Record]] | None = None
         self._tracked: list[Path] = []
         self.malformed: dict[str, int] = {}  # annotation file -> lines skipped as malformed
+        self._notes: dict[str, str] = {}     # topic -> what the index used instead of a missing optional part
 
     # -- subclass API ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -203,6 +204,15 @@ class FileDataModule(EditDataModule):
                     continue
                 yield fields
 
+    def fall_back(self, topic: str, what: str) -> None:
+        """Record that the index used `what` for `topic` because an optional part is missing (warned once)."""
+        self._notes[topic] = what
+
+    @property
+    def notes(self) -> dict[str, str]:
+        self.records()
+        return dict(self._notes)
+
     def skip_malformed(self, path: Path | str) -> None:
         self.malformed[str(path)] = self.malformed.get(str(path), 0) + 1
 
@@ -231,13 +241,14 @@ class FileDataModule(EditDataModule):
         cache = self._cache_file() if self.cache else None
         if cache is not None and cache.exists():
             try:
-                stamp, index, malformed = pickle.loads(cache.read_bytes())
+                stamp, index, malformed, notes = pickle.loads(cache.read_bytes())
                 if stamp == self._stamp(Path(s[0]) for s in stamp):
-                    self._index, self.malformed = index, malformed
+                    self._index, self.malformed, self._notes = index, malformed, notes
+                    self._warn_notes()
                     return index
             except Exception:  # noqa: BLE001  a stale or foreign cache file is rebuilt, never trusted
                 pass
-        self._tracked = []
+        self._tracked, self._notes = [], {}
         index = self.index()
         if not index.get("train") and not index.get("test"):
             raise self.missing(self.root, "no images were found in the annotation files")
@@ -245,13 +256,19 @@ class FileDataModule(EditDataModule):
             index = self._carve_val(index)
         for path, count in self.malformed.items():
             warnings.warn(f"{self.name}: skipped {count} malformed line(s) of {path}", stacklevel=2)
+        self._warn_notes()
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False) as tmp:
-                tmp.write(pickle.dumps((self._stamp(dict.fromkeys(self._tracked)), index, self.malformed)))
+                tmp.write(pickle.dumps((self._stamp(dict.fromkeys(self._tracked)), index, self.malformed,
+                                        self._notes)))
             os.replace(tmp.name, cache)
         self._index = index
         return index
+
+    def _warn_notes(self) -> None:
+        for topic, what in self._notes.items():
+            warnings.warn(f"{self.name}: {topic}: {what}", stacklevel=3)
 
     def _carve_val(self, index: dict[str, list[Record]]) -> dict[str, list[Record]]:
         """No official val split: `val_size` seeded training images (at most a tenth, at least one) become val."""
@@ -283,6 +300,13 @@ class FileDataModule(EditDataModule):
         records = self.records().get(split, [])
         partner = pairing(len(records), self.seed) if paired else None
         return RecordDataset(self, records, train=split == "train", partner=partner)
+
+
+def fallback_test_classes(class_ids: Iterable[int], every: int) -> set[int]:
+    """The class-disjoint split used when a caption archive's class lists are missing: the classes whose 1-based
+    id is a multiple of `every` are the test classes (CUB: every 4th of 200, 50 test and 150 training classes;
+    Flowers: every 5th of 102, 20 and 82), the sizes of the published split, spread over the id range."""
+    return {c for c in class_ids if c % every == 0}
 
 
 def identity_table(keys: Iterable[Any]) -> dict[Any, int]:

@@ -168,7 +168,8 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
     return {
         "format": RESULT_FORMAT, "method": method, "dataset": dataset, "split": split,
         **suite.record(suite.compute()), "seed": seed, **sampling,
-        "masks": mask_record, "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32",
+        "masks": mask_record, **({"data_notes": dm.notes} if dm.notes else {}),
+        "n_skipped": len(skipped), "device": str(device), "precision": "bf16" if bf16 else "fp32",
         "wall_time_s": round(time.perf_counter() - start, 1),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -179,6 +179,8 @@ def footnote(spec: TableSpec, results: dict) -> list[str]:
                            f"{r['split']} split, "
                            f"{r['protocol']} protocol" for _, r in runs})
             lines.append(f"{d.label}: " + " | ".join(info))
+            notes = sorted({f"{topic}: {what}" for _, r in runs for topic, what in r.get("data_notes", {}).items()})
+            lines += [f"{d.label}: {note}" for note in notes]  # what the data fell back on (e.g. the split)
             bases = sorted({f"{r['base']['sha256'][:12]} ({r['base']['global_step']} steps)"
                             for _, r in runs if r.get("base")})
             if bases:

@@ -33,4 +33,6 @@ def data_facts(dm: EditDataModule, hide_masked_source: bool) -> dict[str, Any]:
     facts = {"dataset": dm.name, "resolution": dm.resolution, "hide_masked_source": hide_masked_source}
     if getattr(dm, "root", None) is not None:
         facts["root"] = str(dm.root)
+    if dm.notes:
+        facts["notes"] = dm.notes  # what the data fell back on (e.g. a split without its class lists)
     return facts
