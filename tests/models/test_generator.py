@@ -72,7 +72,7 @@ def test_three_branch_guidance_formula(gen, monkeypatch):
     """With s_T = 2, s_I = 3 the combined prediction is u + 3(i − u) + 2(f − i), checked on a fake U-Net."""
     calls = []
 
-    def fake_forward(x, t, cond, context=None, noise=None):
+    def fake_forward(x, t, cond, context=None, noise=None, shared=None):
         # a prediction that depends on which condition was dropped, so the branches differ
         p = torch.zeros_like(x)
         p += (~cond.text_dropped).float()[:, None, None, None] * 1.0
