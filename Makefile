@@ -129,7 +129,7 @@ demo: $(DEMO_STAMP)
 # The demo page in headless chromium (apt-get install chromium chromium-driver; skipped without them) and through
 # gradio_client. XMGIE_SCREENSHOT=<path> keeps the page's screenshot.
 test-browser: $(DEMO_STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests/browser tests/test_demo.py $(ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests/browser tests/test_demo.py tests/test_demo_served.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
