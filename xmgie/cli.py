@@ -76,9 +76,8 @@ def _edit(args: argparse.Namespace) -> None:
     jobs = plan(args.image, args.prompt, args.prompts, args.mask, args.out, args.save_mask)
     pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.mllm,
                                         bf16=args.bf16, masks=_mask_settings(args))
-    how = f"expanded by {args.mllm}" if args.mllm else "the prompt itself: no instruction expander given (--mllm)"
-    if args.instruction is not None:
-        how = "given with --instruction"
+    how = ("given with --instruction" if args.instruction is not None else f"expanded by {args.mllm}" if args.mllm
+           else "the prompt itself: no instruction expander given (--mllm)")
     off = [m.strip() for m in (args.modules_off or "").split(",") if m.strip()]
     pipe.check_modules(off)  # before any photo is read
     requests = (EditRequest(read_image(j.image), j.prompt, j.mask if isinstance(j.mask, str) else read_mask(j.mask),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator
 
@@ -258,17 +259,9 @@ class EditPipeline:
         `modules_off`: the editor's modules not to use; `on_step(done, total)` after each DDIM step."""
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
-        batch: list[EditRequest] = []
-        for request in requests:
-            batch.append(request)
-            if len(batch) == batch_size:
-                with self.modules_off(modules_off):
-                    results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams,
-                                               on_step)
-                yield from results
-                batch = []
-        if batch:
-            with self.modules_off(modules_off):
+        requests = iter(requests)
+        while batch := list(islice(requests, batch_size)):
+            with self.modules_off(modules_off):  # not held across the yield: the caller may edit in between
                 results = self._edit_batch(batch, steps, guidance_text, guidance_image, seed, num_beams, on_step)
             yield from results
 
