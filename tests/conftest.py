@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +12,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the demo's tests c
 os.environ["XMGIE_WEIGHTS"] = tempfile.mkdtemp(prefix="xmgie-weights-")
 # Dataset index caches of the tests stay out of the user's cache folder.
 os.environ["XMGIE_CACHE"] = tempfile.mkdtemp(prefix="xmgie-cache-")
+for _folder in (os.environ["XMGIE_WEIGHTS"], os.environ["XMGIE_CACHE"]):
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "experiments" / "smoke.yaml"
 
@@ -21,6 +25,17 @@ def fit(root: Path, *overrides: str) -> Path:
     main(["fit", "--config", str(SMOKE), f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false",
           *overrides])
     return root
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Path:
+    """A folder for the runs one test module shares, removed when its tests end unless one failed: with
+    `tmp_path_retention_policy = "failed"` the suite's peak use of disk stays a few hundred MB."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    failed = request.session.testsfailed
+    yield path
+    if request.session.testsfailed == failed:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

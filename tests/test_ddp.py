@@ -11,10 +11,10 @@ MODULES = ["--model.modules.pfb.enabled=true", "--model.modules.pfb.layers=[mid,
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
+def two_ranks(module_tmp):
     """Two gloo processes with Lightning's default strategy (no unused-parameter search), the GAN step and
     PFB/CAM/GB on, 3 steps; each rank writes its weights (run as a subprocess: DDP re-launches argv)."""
-    root = tmp_path_factory.mktemp("ddp")
+    root = module_tmp
     cmd = [sys.executable, "-m", "xmgie.cli", "fit", "--config", str(SMOKE), f"--trainer.default_root_dir={root}",
            "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.max_steps=3",
            "--trainer.enable_progress_bar=false", "--trainer.callbacks+=tests.ddp_probe.SaveRankState", *MODULES]

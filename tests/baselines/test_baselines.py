@@ -100,8 +100,8 @@ def test_matching_aware_loss_is_gan_int_cls():
 
 # -- training and editing ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("baselines")
+def trained(module_tmp) -> dict:
+    base = module_tmp
     return {m: (base / f"{m}.ckpt", train_baseline(m, "shapes", base / f"{m}.ckpt", **TINY)) for m in GAN_BASELINES}
 
 

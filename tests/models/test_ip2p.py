@@ -157,9 +157,9 @@ def test_compile_switch_keeps_parameter_names_and_outputs(folder):
 
 
 @pytest.fixture(scope="module")
-def ip2p_run(folder, tmp_path_factory):
+def ip2p_run(folder, module_tmp):
     """A 4-step fit of the latent generator with all four modules from a copy of the folder."""
-    root = tmp_path_factory.mktemp("ip2p_run")
+    root = module_tmp / "ip2p_run"
     weights = shutil.copytree(folder, root / "instruct-pix2pix")
     identity = save_identity_encoder(build_identity_encoder("cnn", 16), root / "identity.pt")
     overlay = {"model": {"generator": {**IP2P, "pretrained": str(weights), "residual": False, "pooled_text": False,

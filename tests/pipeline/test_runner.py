@@ -30,9 +30,9 @@ def _stage_records(work: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def table1_run(tmp_path_factory) -> Path:
+def table1_run(module_tmp) -> Path:
     """An uninterrupted `make table1 BUDGET=smoke`: shapes is run, the six datasets on disk are not found."""
-    tmp = tmp_path_factory.mktemp("table1")
+    tmp = module_tmp
     proc = _make("table1", tmp)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return tmp

@@ -19,8 +19,8 @@ ALL_ON = ["--model.modules.pfb.enabled=true", "--model.modules.pfb.layers=[mid,u
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("full")
+def full_run(module_tmp):
+    root = module_tmp
     weights = save_identity_encoder(SmallIdentityCNN(16), root / "identity.pt")
     fit(root / "run", *ALL_ON, f"--model.modules.ie.weights={weights}")
     return root / "run", weights
