@@ -4,18 +4,17 @@ parts Stable Diffusion 1.5 and InstructPix2Pix ship. Same interface as `TextEnco
 """
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from open_clip.tokenizer import SimpleTokenizer, bytes_to_unicode, default_bpe
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
-N_MERGES = 49152 - 256 - 2  # the merges CLIP's vocabulary uses out of open_clip's shipped BPE file
-START, END = "<|startoftext|>", "<|endoftext|>"
+from xmgie.conditioning.bpe import BPETokenizer, read_vocabulary, vocabulary_file
+
+START, END = "<|startoftext|>", "<|endoftext|>"  # the names transformers' CLIPTokenizer gives them
 
 
 class CLIPText(nn.Module):
@@ -68,9 +67,8 @@ def hf_tokenize(tokenizer) -> Callable[[list[str]], torch.Tensor]:
 
 
 def open_clip_tokenize(context_length: int = 77) -> Callable[[list[str]], torch.Tensor]:
-    """open_clip's shipped tokenizer (same ids as CLIP's; pads with 0): for a randomly initialised tower."""
-    tokenizer = SimpleTokenizer(context_length=context_length)
-    return lambda texts: tokenizer(texts)
+    """CLIP's BPE tokenizer over open_clip's shipped vocabulary (pads with 0): for a randomly initialised tower."""
+    return BPETokenizer(context_length)
 
 
 def random_clip_text(width: int, layers: int, heads: int, intermediate: int, context_length: int = 77,
@@ -92,12 +90,11 @@ def write_clip_tokenizer_files(folder: str | Path, context_length: int = 77) -> 
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
-    merges = lines[1:N_MERGES + 1]
-    symbols = list(bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges] + [START, END]
+    vocab, ranks = read_vocabulary(vocabulary_file())
+    vocab = (*vocab[:-2], START, END)
     (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    merges = "\n".join(" ".join(pair) for pair in ranks)  # in rank order
+    (folder / "merges.txt").write_text(f"#version: 0.2\n{merges}\n", encoding="utf-8")
     special = {"bos_token": START, "eos_token": END, "unk_token": END, "pad_token": END}
     (folder / "special_tokens_map.json").write_text(json.dumps(special))
     (folder / "tokenizer_config.json").write_text(json.dumps(

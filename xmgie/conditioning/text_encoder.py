@@ -1,7 +1,8 @@
-"""The CLIP text encoder (open_clip) that turns the expressive instruction I into token features (Eq. 4).
+"""The CLIP text encoder that turns the expressive instruction I into token features (Eq. 4).
 
 For the `tiny` size the text tower is a small config trained from scratch with the generator; the tokenizer is
-open_clip's BPE tokenizer, whose vocabulary ships inside the package (works offline).
+CLIP's BPE tokenizer over the vocabulary that ships inside open_clip (works offline). Both are this package's own
+(`bpe`, `text_transformer`), with open_clip's ids and parameter names, so editing never imports open_clip.
 """
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from open_clip.tokenizer import SimpleTokenizer
-from open_clip.transformer import TextTransformer
 from torch import nn
+
+from xmgie.conditioning.bpe import BPETokenizer
+from xmgie.conditioning.text_transformer import TextTransformer
 
 VOCAB_SIZE = 49408  # open_clip's shipped BPE vocabulary
 START_TOKEN, END_TOKEN = 49406, 49407  # its <start_of_text> and <end_of_text> ids; padding is 0
@@ -54,10 +56,9 @@ class TextEncoder(nn.Module):
     def __init__(self, cfg: TextEncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.tokenizer = SimpleTokenizer(context_length=cfg.context_length)
-        self.transformer = TextTransformer(context_length=cfg.context_length, vocab_size=VOCAB_SIZE, width=cfg.width,
-                                           heads=cfg.heads, layers=cfg.layers, output_dim=None, output_tokens=True,
-                                           no_causal_mask=not cfg.causal)
+        self.tokenizer = BPETokenizer(context_length=cfg.context_length)
+        self.transformer = TextTransformer(cfg.context_length, VOCAB_SIZE, cfg.width, cfg.heads, cfg.layers,
+                                           causal=cfg.causal)
 
     @property
     def width(self) -> int:

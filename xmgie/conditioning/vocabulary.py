@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from open_clip.tokenizer import SimpleTokenizer
+from xmgie.conditioning.bpe import BPETokenizer
 
 PAD, SEP, EOS, UNK = 0, 1, 2, 3
 N_SPECIAL = 4
@@ -27,12 +27,12 @@ class CompactBPE:
     def __init__(self, bpe_ids: Iterable[int]):
         self.bpe_ids = sorted(set(int(i) for i in bpe_ids))
         self.to_compact = {b: N_SPECIAL + k for k, b in enumerate(self.bpe_ids)}
-        self.bpe = SimpleTokenizer()
+        self.bpe = BPETokenizer()
 
     @classmethod
     def build(cls, texts: Iterable[str]) -> "CompactBPE":
         """The vocabulary of every BPE token in `texts`."""
-        bpe = SimpleTokenizer()
+        bpe = BPETokenizer()
         return cls(i for t in texts for i in bpe.encode(t))
 
     @property
