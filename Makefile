@@ -29,7 +29,7 @@ NO_ATTRIBUTES := flowers coco cars triplets
 EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
 EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
-.PHONY: setup train train-identity train-attr train-mllm train-baseline evaluate table ablation literal table1 status \
+.PHONY: data setup train train-identity train-attr train-mllm train-baseline evaluate table ablation literal table1 status \
 	test test-browser demo demo-setup bench bench-metrics preview clean
 
 $(STAMP): pyproject.toml
@@ -136,6 +136,10 @@ bench: $(STAMP)
 
 bench-metrics: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py $(ARGS)
+
+# Downloads DATASET's official files into DATA_ROOT (default data/$(DATASET)), checked and unpacked; resumable.
+data: $(STAMP)
+	$(XMGIE) data fetch --dataset $(DATASET) $(if $(DATA_ROOT),--root $(DATA_ROOT)) $(ARGS)
 
 preview: $(STAMP)
 	$(XMGIE) data preview --dataset $(DATASET) $(if $(DATA_ROOT),--root $(DATA_ROOT)) --out $(RUN)/data_preview.png

@@ -1,6 +1,8 @@
 """`flowers`: Oxford-102 Flowers with the captions of Reed et al. (2016).
 
 Identity: the class. No attributes. Mask: the foreground of segmim/ (background painted blue), else the image.
+Without the caption archive, each prompt names the image's class ("a flower of class 17": the image archive has
+no class names), a fallback recorded in the run's notes.
 """
 from __future__ import annotations
 
@@ -43,13 +45,18 @@ class FlowersDataModule(FileDataModule):
     def index(self) -> dict[str, list[Record]]:
         labels = mat_vector(self.require("imagelabels.mat"), "labels")  # (N,) 1..102
         self.require("jpg")
-        text_root = self.require("text_c10", note="the flower captions")
+        text_root = self.optional("text_c10")
+        if text_root is None:
+            self.fall_back("captions", f"no captions under {self.root / 'text_c10'} (the caption archive): each "
+                           "prompt names the image's class, 'a flower of class N'")
         by_id = {}
         for i, label in enumerate(labels, start=1):
             name = f"image_{i:05d}"
             cls = f"class_{label:05d}"
-            path = text_root / cls / f"{name}.txt"
-            captions = read_captions(path) if path.exists() else ()
+            path = text_root / cls / f"{name}.txt" if text_root is not None else None
+            captions = read_captions(path) if path is not None and path.exists() else ()
+            if text_root is None:
+                captions = (f"a flower of class {label}",)
             if not captions:
                 self.skip_malformed(f"{text_root} (no captions for {name})")
                 continue

@@ -9,6 +9,8 @@
     xmgie weights random-ip2p --out DIR [--size ip2p-mini]      a random folder in the InstructPix2Pix layout
     xmgie data preview --dataset shapes [--root R] --out grid.png
     xmgie data fixture --dataset cub --root cub-fixture            a miniature tree in the official layout
+    xmgie data fetch --dataset cub [--root data/cub] [--extras]    the official archives, checked and unpacked
+    xmgie data verify --dataset cub [--root data/cub]              which parts are there; does the loader read it
     xmgie data masks --root data/triplets --ckpt C --out M      predicted masks for triplets without any
     xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
     xmgie mllm train --dataset shapes --out runs/shapes/mllm/expander.pt     the instruction expander
@@ -244,6 +246,40 @@ def _data_fixture(args: argparse.Namespace) -> None:
     print(write_fixture(args.dataset, root, n_images=args.n))
 
 
+def _data_fetch(args: argparse.Namespace) -> None:
+    from data_modules.fetch import fetch
+
+    root = Path(args.root or f"data/{args.dataset}")
+    manual = fetch(args.dataset, root, extras=args.extras, mirror=args.mirror, keep=args.keep_archives,
+                   log=lambda line: print(line, file=sys.stderr))
+    if manual:
+        raise UserError(" ".join(manual))
+    print(root)
+
+
+def _data_verify(args: argparse.Namespace) -> None:
+    from data_modules.base import build_datamodule
+    from data_modules.fetch import verify
+
+    root = Path(args.root or f"data/{args.dataset}")
+    states = verify(args.dataset, root)
+    for s in states:
+        kind = "required" if s.part.required else "extra"
+        print(f"{s.state:<8} {kind:<8} {s.part.file:<30} {s.detail}")
+    try:  # the loader's own reading of the tree is the last word
+        dm = build_datamodule(args.dataset, root=str(root), cache=False)
+        counts = {split: len(records) for split, records in dm.records().items()}
+    except (UserError, FileNotFoundError, KeyError, ValueError) as err:
+        raise UserError(f"{args.dataset} at {root} does not load: {str(err).splitlines()[0]}") from None
+    notes = "; ".join(f"{k}: {v}" for k, v in dm.notes.items())
+    print(f"loads    {args.dataset}: " + ", ".join(f"{n:,} {split}" for split, n in counts.items())
+          + (f" ({notes})" if notes else ""))
+    bad = [s.part.file for s in states if s.state == "corrupt" or (s.part.required and s.state != "present")]
+    if bad:
+        raise UserError(f"{args.dataset} at {root}: {', '.join(bad)} not as published; `xmgie data fetch "
+                        f"--dataset {args.dataset} --root {root}` fetches what a script can")
+
+
 def _mllm_train(args: argparse.Namespace) -> None:
     from xmgie.training.expander_module import train_instruction_expander
 
@@ -446,6 +482,19 @@ def _file_parser() -> argparse.ArgumentParser:
     dm.add_argument("--device", help="cpu, cuda … (default: cuda when available)")
     _mask_arguments(dm)
     dm.set_defaults(func=_data_masks)
+    fe = dsub.add_parser("fetch", help="download a dataset's official files, check and unpack them into the "
+                         "layout its loader reads (resumable; exit 2 with the manual steps where a script cannot)")
+    fe.add_argument("--dataset", required=True, help="cub, flowers, coco, celebahq, cars, deepfashion, triplets")
+    fe.add_argument("--root", help="where the dataset goes (default data/<dataset>)")
+    fe.add_argument("--extras", action="store_true", help="the optional parts too (segmentations, captions)")
+    fe.add_argument("--mirror", help="a base URL serving the same file names (an institute's copy)")
+    fe.add_argument("--keep-archives", action="store_true", help="keep the archives in <root>/.downloads")
+    fe.set_defaults(func=_data_fetch)
+    ve = dsub.add_parser("verify", help="which parts of a dataset are present, missing, partial or corrupt, "
+                         "and whether its loader reads the tree")
+    ve.add_argument("--dataset", required=True)
+    ve.add_argument("--root", help="where the dataset lives (default data/<dataset>)")
+    ve.set_defaults(func=_data_verify)
     fx = dsub.add_parser("fixture", help="write a miniature tree of a dataset in its official layout")
     fx.add_argument("--dataset", required=True, help="cub, flowers, celebahq, cars, deepfashion, coco, triplets …")
     fx.add_argument("--root", help="folder to create (default <dataset>-fixture)")

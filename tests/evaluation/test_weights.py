@@ -113,7 +113,7 @@ def test_fetch_downloads_checks_and_never_leaves_a_partial_file(folder, tmp_path
         weights.fetch("alexnet")
     assert not path.exists()
 
-    def offline(url):
+    def offline(request, timeout=None):
         raise urllib.error.URLError("no network")
 
     with pytest.raises(UserError, match="could not download"):

@@ -12,14 +12,12 @@ A file whose hash disagrees with its pin is refused with an error that names the
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from xmgie.downloads import download, file_digest
 from xmgie.errors import UserError
 
 ENV = "XMGIE_WEIGHTS"
@@ -84,11 +82,7 @@ def sha256_of(path: str | Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _HASHES[key] = h.hexdigest()
+        _HASHES[key] = file_digest(path, "sha256")
     return _HASHES[key]
 
 
@@ -139,22 +133,17 @@ def status() -> list[dict[str, str]]:
 
 
 def fetch(name: str, opener=urllib.request.urlopen) -> Path:
-    """Download one file into the weights folder (atomically: a failed download leaves nothing), then check
-    its hash. Folders (ip2p) are diffusers repositories: they are fetched with `huggingface-cli download`."""
+    """Download one file into the weights folder (resumable, renamed into place only when whole), then check
+    its hash (a mismatch deletes it). Folders (ip2p) are diffusers repositories: they are fetched with `huggingface-cli download`."""
     s = spec(name)
     if s.folder:
         raise UserError(f"{name} is a folder: run `huggingface-cli download {s.url.split('huggingface.co/')[-1]} "
                         f"--local-dir {path_of(name)}`")
     dest = path_of(name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkstemp(dir=dest.parent, prefix=f".{name}-")[1])
     try:
-        with opener(s.url) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f)
-    except OSError as err:  # URLError is an OSError: no network
-        tmp.unlink()
-        raise UserError(f"{name}: could not download {s.url} ({err}); copy the file to {dest} by hand") from None
-    tmp.replace(dest)
+        download(s.url, dest, opener=opener)
+    except UserError as err:
+        raise UserError(f"{name}: {err}; or copy the file to {dest} by hand") from None
     try:
         check(name)
     except UserError:
