@@ -10,6 +10,7 @@ can check that the mask still covers the object after the loader's crop and resi
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -363,6 +364,30 @@ def write_triplets(root: Path, n_images: int, rng: np.random.Generator, scale: i
         sessions[g] = [{"input": f"{g}-input.png", "output": f"{g}-output1.png", "mask": f"{g}-mask1.png",
                         "instruction": "make the ball blue"}]
     _write(root / "edit_sessions.json", json.dumps(sessions))
+    if layout == "parquet":
+        write_magicbrush_parquet(root, sessions, root / "data" / "train-00000-of-00001.parquet")
+        (root / "edit_sessions.json").unlink()
+        shutil.rmtree(root / "images")
+
+
+def write_magicbrush_parquet(root: Path, sessions: dict, out: Path) -> None:
+    """The sessions of a MagicBrush JSON tree as one shard in the hub's format: a row per turn, images as
+    {bytes, path} structs (the `datasets` Image feature)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema([("img_id", pa.string()), ("turn_index", pa.int32()), ("source_img", image),
+                        ("mask_img", image), ("instruction", pa.string()), ("target_img", image)])
+    rows = []
+    for sid, turns in sessions.items():
+        for k, turn in enumerate(turns, start=1):
+            files = {c: root / "images" / sid / turn[key] for c, key in (("source_img", "input"),
+                                                                         ("target_img", "output"), ("mask_img", "mask"))}
+            rows.append({"img_id": sid, "turn_index": k, "instruction": turn["instruction"],
+                         **{c: {"bytes": f.read_bytes(), "path": f.name} for c, f in files.items()}})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out)
 
 
 WRITERS: dict[str, Callable[..., None]] = {
@@ -374,7 +399,7 @@ WRITERS: dict[str, Callable[..., None]] = {
 def write_fixture(name: str, root: str | Path, n_images: int = 12, seed: int = 0, **options) -> Path:
     """Write a miniature `name` tree under `root` (created) and return it. `options`: `scale` (images `scale`
     times larger, for benchmarks; default 1: 80–140 px), cars `nested=True` (a mirror's nested folders),
-    triplets `layout="pix2pix"`."""
+    triplets `layout="pix2pix"` or `"parquet"` (MagicBrush's hub shards; needs pyarrow)."""
     if name not in WRITERS:
         raise KeyError(f"no fixture for {name!r}; available: {', '.join(WRITERS)}")
     if n_images < 6:

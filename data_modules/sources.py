@@ -94,7 +94,9 @@ SOURCES: dict[str, Source] = {s.dataset: s for s in (
      ), manual="DeepFashion-MultiModal is on Google Drive (github.com/yumingj/DeepFashion-MultiModal): unzip "
                "images.zip, segm.zip and labels.zip and put captions.json in {root}"),
     Source("triplets", (
-        Part("MagicBrush", None, "edit_sessions.json", "MagicBrush's test split, or InstructPix2Pix triplets", ""),
-     ), manual="MagicBrush's test archive (osu-nlp-group.github.io/MagicBrush) unpacked into {root}, so that images/ "
-               "and edit_sessions.json lie there; or InstructPix2Pix triplets: a folder with seeds.json"),
+        Part("MagicBrush", None, "edit_sessions.json", "MagicBrush (JSON layout or parquet shards), or "
+             "InstructPix2Pix triplets", ""),
+     ), manual="MagicBrush: on a networked machine `huggingface-cli download osunlp/MagicBrush --repo-type dataset "
+               "--local-dir {root}` (its parquet shards), or its test archive (osu-nlp-group.github.io/MagicBrush) "
+               "unpacked into {root}; or InstructPix2Pix triplets: a folder with seeds.json"),
 )}

@@ -1,5 +1,6 @@
 """`triplets`: (before, instruction, after) editing triplets with real targets, in MagicBrush's layout
-(images/<id>/<id>-input.png, <id>-output<k>.png, optional <id>-mask<k>.png, edit_sessions.json) or
+(images/<id>/<id>-input.png, <id>-output<k>.png, optional <id>-mask<k>.png, edit_sessions.json), as MagicBrush's
+parquet shards (the hub's distribution, unpacked once into that layout under <root>/.unpacked) or in
 InstructPix2Pix's (seeds.json, <name>/prompt.json, <name>/<seed>_0.jpg before, <name>/<seed>_1.jpg after).
 
 Metrics compare edits with the real targets (docs/evaluation.md). Split: ids hashed 90/10 into train/test, or
@@ -16,6 +17,7 @@ import numpy as np
 
 from data_modules.base import BadSample, register
 from data_modules.images import fit_mask, read_alpha, read_gray
+from data_modules.parquet import shards, unpack_magicbrush
 from data_modules.records import FileDataModule, Record, check_choice, hash_fraction
 from xmgie.errors import UserError
 
@@ -30,8 +32,8 @@ class TripletsDataModule(FileDataModule):
     """
 
     name = "triplets"
-    LAYOUT = ("MagicBrush: edit_sessions.json + images/<id>/<id>-{input,output<k>,mask<k>}.png; or "
-              "InstructPix2Pix: seeds.json + <name>/prompt.json + <name>/<seed>_{0,1}.jpg")
+    LAYOUT = ("MagicBrush: edit_sessions.json + images/<id>/<id>-{input,output<k>,mask<k>}.png, or its parquet "
+              "shards (data/*.parquet); or InstructPix2Pix: seeds.json + <name>/prompt.json + <name>/<seed>_{0,1}.jpg")
     SOURCE = ("MagicBrush (osu-nlp-group.github.io/MagicBrush) or InstructPix2Pix "
               "(github.com/timothybrooks/instruct-pix2pix)")
     INDEX_OPTIONS = ("split", "test_fraction")
@@ -51,7 +53,15 @@ class TripletsDataModule(FileDataModule):
         super().setup(stage)
 
     def index(self) -> dict[str, list[Record]]:
-        records = self._magicbrush() if (self.root / "edit_sessions.json").exists() else self._pix2pix()
+        if (self.root / "edit_sessions.json").exists():
+            records = self._magicbrush()
+        elif parquet := shards(self.root):
+            for shard in parquet:
+                self.track(shard)
+            unpack_magicbrush(parquet, self.root / ".unpacked")
+            records = self._magicbrush(".unpacked/")
+        else:
+            records = self._pix2pix()
         out: dict[str, list[Record]] = {"train": [], "test": []}
         for r in records:
             group = r.key.split("/")[0]  # every turn of a session, every seed of a prompt: one split
@@ -61,8 +71,9 @@ class TripletsDataModule(FileDataModule):
             out["val"] = out["test"][: self.val_size]
         return out
 
-    def _magicbrush(self) -> list[Record]:
-        sessions_file = self.require("edit_sessions.json")
+    def _magicbrush(self, base: str = "") -> list[Record]:
+        """The sessions of <root>/<base>edit_sessions.json, image paths relative to the root."""
+        sessions_file = self.require(f"{base}edit_sessions.json")
         with open(sessions_file) as f:
             sessions = json.load(f)
         records = []
@@ -72,7 +83,7 @@ class TripletsDataModule(FileDataModule):
                         and turn.get("input") and turn.get("output")):
                     self.skip_malformed(sessions_file)
                     continue
-                folder = f"images/{sid}"
+                folder = f"{base}images/{sid}"
                 mask = f"{folder}/{turn['mask']}" if turn.get("mask") else None
                 records.append(Record(key=f"{sid}/{k}", image=f"{folder}/{turn['input']}",
                                       captions=(turn["instruction"].strip(),), mask=mask,

@@ -108,6 +108,31 @@ def test_instruction_pix2pix_layout(tmp_path):
     assert s.mask.all()  # no mask in this layout: edit anywhere
 
 
+def test_magicbrush_parquet_shards_read_as_the_json_layout(tmp_path, fixture_trees):
+    """The hub's shards (same seed: the same triplets as the JSON fixture) give the same samples; unpacked once,
+    again when a shard changes; a shard without MagicBrush's columns is a one-line error."""
+    pytest.importorskip("pyarrow")
+    from xmgie.errors import UserError
+
+    root = write_fixture("triplets", tmp_path / "mb", layout="parquet")
+    assert not (root / "edit_sessions.json").exists() and list((root / "data").glob("*.parquet"))
+    dm, ref = _dm("triplets", root, cache=False), _dm("triplets", fixture_trees["triplets"], cache=False)
+    assert [r.key for r in dm.records()["test"]] == [r.key for r in ref.records()["test"]]
+    for a, b in zip(_samples(dm, "test"), _samples(ref, "test")):
+        assert torch.equal(a.source, b.source) and torch.equal(a.target, b.target) and torch.equal(a.mask, b.mask)
+        assert a.prompt == b.prompt
+    unpacked = root / ".unpacked" / "edit_sessions.json"
+    stamp = unpacked.stat().st_mtime_ns
+    _dm("triplets", root, cache=False).records()
+    assert unpacked.stat().st_mtime_ns == stamp  # not unpacked twice
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1]}), root / "data" / "train-00001-of-00002.parquet")
+    with pytest.raises(UserError, match="not a MagicBrush shard: no column img_id"):
+        _dm("triplets", root, cache=False).records()
+
+
 def test_cars_mirror_with_nested_folders(tmp_path):
     dm = _dm("cars", write_fixture("cars", tmp_path / "cars", nested=True))
     assert all(isinstance(s, EditSample) for s in _samples(dm, "train"))
