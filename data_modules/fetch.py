@@ -57,7 +57,7 @@ def unpack(archive: Path, root: Path) -> list[str]:
 
 
 def present(part: Part, root: Path) -> bool:
-    return (root / part.gives).exists()
+    return any((root / path).exists() for path in (part.gives, *part.alternatives))
 
 
 def fetch(dataset: str, root: Path, extras: bool = False, mirror: str | None = None, keep: bool = False,

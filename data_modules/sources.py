@@ -22,6 +22,7 @@ class Part:
     checksum: str | None = None   # "md5:<hex>" or "sha256:<hex>"
     unpack: bool = True           # an archive (tar or zip) unpacked into the root; else the file itself
     required: bool = True         # False: an extra that improves the dataset when present
+    alternatives: tuple[str, ...] = ()  # other paths that also mean the part is there (another layout of it)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ SOURCES: dict[str, Source] = {s.dataset: s for s in (
                "images.zip, segm.zip and labels.zip and put captions.json in {root}"),
     Source("triplets", (
         Part("MagicBrush", None, "edit_sessions.json", "MagicBrush (JSON layout or parquet shards), or "
-             "InstructPix2Pix triplets", ""),
+             "InstructPix2Pix triplets", "", alternatives=("data", "seeds.json")),
      ), manual="MagicBrush: on a networked machine `huggingface-cli download osunlp/MagicBrush --repo-type dataset "
                "--local-dir {root}` (its parquet shards), or its test archive (osu-nlp-group.github.io/MagicBrush) "
                "unpacked into {root}; or InstructPix2Pix triplets: a folder with seeds.json"),
