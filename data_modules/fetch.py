@@ -56,8 +56,13 @@ def unpack(archive: Path, root: Path) -> list[str]:
     return names
 
 
+def found(part: Part, root: Path) -> Path | None:
+    """Where the part lies under `root` (its path, else one of its alternatives), or None."""
+    return next((root / p for p in (part.gives, *part.alternatives) if (root / p).exists()), None)
+
+
 def present(part: Part, root: Path) -> bool:
-    return any((root / path).exists() for path in (part.gives, *part.alternatives))
+    return found(part, root) is not None
 
 
 def fetch(dataset: str, root: Path, extras: bool = False, mirror: str | None = None, keep: bool = False,
@@ -118,7 +123,7 @@ def verify(dataset: str, root: Path) -> list[PartState]:
     states = []
     for part in source(dataset).parts:
         if present(part, root):
-            state, detail = "present", str(root / part.gives)
+            state, detail = "present", str(found(part, root))
             if not part.unpack and part.checksum:
                 try:
                     check_checksum(root / part.gives, part.checksum)
