@@ -134,7 +134,7 @@ def test_export_then_load_edits_bit_for_bit_and_serves_as_a_base(smoke_run, tmp_
 
 def test_the_lightweight_editor_edits_exactly_as_the_training_module(smoke_run, tmp_path):
     from xmgie.cli import main
-    from xmgie.editor import DiffusionEditor, load_editor
+    from xmgie.editor import DiffusionEditor, Editor, load_editor
 
     ckpt = smoke_run / "checkpoints" / "last.ckpt"
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "editor")])
@@ -143,7 +143,8 @@ def test_the_lightweight_editor_edits_exactly_as_the_training_module(smoke_run, 
     expected = module.edit(batch, seed=5)
     for path in (ckpt, tmp_path / "editor"):
         editor = load_editor(path)
-        assert isinstance(editor, DiffusionEditor) and editor.data_info["resolution"] == module.data_info["resolution"]
+        assert isinstance(editor, DiffusionEditor) and isinstance(editor, Editor)
+        assert editor.data_info["resolution"] == module.data_info["resolution"]
         torch.testing.assert_close(editor.edit(batch, seed=5), expected, atol=0, rtol=0)
     bad = torch.load(ckpt, weights_only=True)
     first = next(k for k in bad["state_dict"] if k.startswith("ema."))

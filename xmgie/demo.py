@@ -22,6 +22,7 @@ from PIL import Image
 
 from xmgie.errors import UserError
 from xmgie.inference import EditPipeline, EditRequest
+from xmgie.training.config import SamplingConfig
 
 MAX_SIDE = 4096              # larger photos are refused: the compositing runs at the photo's own size
 EXAMPLES_DIR = Path(__file__).resolve().parent / "demo_examples"  # `shapes` test photos and their prompts
@@ -230,7 +231,8 @@ def build_app(demo: DemoEditor):
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     randomize = gr.Checkbox(value=False, label="Random seed")
                 with gr.Accordion("Sampling and modules", open=False):
-                    cfg = demo.pipe.editor.sampling_cfg  # a GAN baseline's are unused
+                    # a one-pass editor (GAN baseline) has no steps or scales: the defaults show, unused
+                    cfg = demo.pipe.editor.sampling_cfg or SamplingConfig()
                     steps = gr.Number(value=cfg.steps, precision=0, label="DDIM steps")
                     s_t = gr.Number(value=cfg.guidance_text, label="Text guidance s_T")
                     s_i = gr.Number(value=cfg.guidance_image, label="Image guidance s_I")

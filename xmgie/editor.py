@@ -2,14 +2,13 @@
 there is one), its DDIM settings and the facts of the data it was trained on, read from a checkpoint or an
 exported folder. Editing with it imports neither Lightning nor the dataset code.
 
-It keeps the editor contract `xmgie edit` and `xmgie evaluate` rely on: `edit(batch, …)`, `sampler`,
-`sampling_cfg`, `data_info`.
+It keeps the editor contract (`Editor`) that `xmgie edit` and `xmgie evaluate` rely on.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -21,6 +20,25 @@ from xmgie.models.generator import EditGenerator, GeneratorConfig
 from xmgie.models.sampling import ddim_edit
 from xmgie.modules.config import ModulesConfig
 from xmgie.training.config import SamplingConfig, coerce
+
+
+@runtime_checkable
+class Editor(Protocol):
+    """What `xmgie edit` and `xmgie evaluate` need of a trained model, diffusion or GAN.
+
+    data_info: what the checkpoint records of its data (dataset, root, resolution, hide_masked_source, notes).
+    sampling_cfg: the DDIM steps and guidance scales `edit` defaults to; None for a one-pass editor (a GAN
+        baseline), which has neither (results then record them as null).
+    edit: batch {"source" (B, 3, H, W) in [-1, 1], "mask" (B, 1, H, W) in {0, 1}, the text fields} -> edits
+        (B, 3, H, W) in [-1, 1]; `texts` replaces the text the editor would read from the batch.
+    """
+
+    data_info: dict[str, Any]
+    sampling_cfg: SamplingConfig | None
+
+    def edit(self, batch: dict[str, Any], steps: int | None = None, seed: int | None = 0,
+             guidance_text: float | None = None, guidance_image: float | None = None,
+             texts: list[str] | None = None) -> torch.Tensor: ...
 
 
 class DiffusionEditor(nn.Module):
@@ -97,7 +115,7 @@ def editor_from(hparams: dict[str, Any], state: dict[str, torch.Tensor], data_in
                            hparams.get("expander"), data_info)
 
 
-def load_editor(path: str | Path, device: str | torch.device = "cpu"):
+def load_editor(path: str | Path, device: str | torch.device = "cpu") -> Editor:
     """A trained editor in eval mode from a checkpoint or an exported folder: a DiffusionEditor for the diffusion
     methods; a GAN baseline (SISGAN, TAGAN, ManiGAN, HiFill) as its LightningModule."""
     from xmgie.export import is_export, read_export

@@ -21,6 +21,7 @@ from xmgie.baselines.tagan import text_adaptive_log_score
 from xmgie.baselines.train import train_baseline
 from xmgie.checkpoints import load_generator_module
 from xmgie.cli import main
+from xmgie.editor import Editor
 from xmgie.errors import UserError
 from xmgie.models.sampling import ddim_edit
 
@@ -110,6 +111,7 @@ def test_gan_baseline_trains_and_edits_shapes(method, trained):
     path, summary = trained[method]
     assert summary["steps"] == 3 and summary["resolution"] == 16 and np.isfinite(summary["val"]["psnr"])
     module = load_generator_module(path)
+    assert isinstance(module, Editor) and module.sampling_cfg is None  # one pass: no steps, no guidance
     initial = GAN_BASELINES[method](**module.hparams)  # the same architecture at its initialisation
     assert any(not torch.equal(a, b) for a, b in zip(module.G.parameters(), initial.G.parameters()))
     dm = build_datamodule("shapes", resolution=16)

@@ -21,7 +21,7 @@ from torch import nn
 from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig, word_tokens
 from xmgie.evaluation.metrics import EditQuality
 from xmgie.models import losses
-from xmgie.training.config import SamplingConfig, coerce
+from xmgie.training.config import coerce
 from xmgie.training.ema import clip_gradients
 
 CHECKPOINT_KIND = "xmgie-baseline"
@@ -76,7 +76,7 @@ class GANBaseline(L.LightningModule):
     """
 
     METHOD = ""
-    ONE_PASS = True  # evaluation records no DDIM steps or guidance scales for it
+    sampling_cfg = None  # a one-pass editor (xmgie.editor.Editor): no DDIM steps, no guidance scales
 
     def __init__(self, cfg: GANConfig | dict | None = None, text_source: str = "prompt"):
         super().__init__()
@@ -86,7 +86,6 @@ class GANBaseline(L.LightningModule):
         self.automatic_optimization = False
         self.text_encoder = TextEncoder(self.cfg.text)
         self.build(self.cfg)
-        self.sampling_cfg = SamplingConfig()  # unused by `edit`: a one-pass generator has no steps or guidance
         self.val_quality = EditQuality()
         self.data_info: dict[str, Any] = {}
 

@@ -156,12 +156,10 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
         raise UserError(f"the {split} split of {dataset!r} has no readable samples to evaluate")
     if skipped:
         print(f"warning: {len(skipped)} unreadable samples were skipped (first: {skipped[0]})", file=sys.stderr)
-    s = module.sampling_cfg
-    sampling = {"steps": steps or s.steps,
-                "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
-                "guidance_image": s.guidance_image if guidance_image is None else guidance_image}
-    if getattr(module, "ONE_PASS", False):  # a GAN baseline: no DDIM steps, no guidance
-        sampling = dict.fromkeys(sampling)
+    s = module.sampling_cfg  # None: a one-pass editor (a GAN baseline), no DDIM steps, no guidance
+    sampling = dict.fromkeys(("steps", "guidance_text", "guidance_image")) if s is None else {
+        "steps": steps or s.steps, "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
+        "guidance_image": s.guidance_image if guidance_image is None else guidance_image}
     mask_record = {"source": masks}
     if predictor is not None:
         mask_record |= dataclasses.asdict(predictor.cfg) | {"iou": float(torch.cat(ious).mean())}
