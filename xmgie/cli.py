@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def _run(args: argparse.Namespace) -> None:
         if not sep:
             raise UserError(f"--data-root takes DATASET=PATH, got {item!r}")
         roots[name] = path
-    run_table(args.spec, args.budget, args.datasets, roots, args.status, args.work, args.results)
+    run_table(args.spec, args.budget, args.datasets, roots, args.status, args.work, args.results, stage=args.stage,
+              executor=args.executor, sbatch_options=shlex.split(args.sbatch or ""))
 
 
 def _weights(args: argparse.Namespace) -> None:
@@ -421,6 +423,10 @@ def _file_parser() -> argparse.ArgumentParser:
     r.add_argument("--status", action="store_true", help="list every stage (done/running/failed/…) and exit")
     r.add_argument("--work", default="runs/pipeline", help="folder of the stages")
     r.add_argument("--results", default=".", help="where results/ (result files, tables, plots) is written")
+    r.add_argument("--executor", default="local", choices=("local", "slurm"), help="slurm: submit each stage not "
+                   "done as a job (sbatch, dependencies between them), then a job that renders the table")
+    r.add_argument("--sbatch", help="options for every job, e.g. '--partition=gpu --gres=gpu:1 --time=12:00:00'")
+    r.add_argument("--stage", help="run this stage alone (what a SLURM job runs); its needs must be done")
     r.set_defaults(func=_run)
 
     w = sub.add_parser("weights", help="the pretrained backbones in $XMGIE_WEIGHTS")

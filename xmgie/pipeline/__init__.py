@@ -6,13 +6,29 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xmgie.errors import UserError
-from xmgie.pipeline.runner import aggregate, execute, load_budget, plan, status_lines
+from xmgie.pipeline.runner import aggregate, execute, load_budget, plan, run_stage, status_lines
+from xmgie.pipeline.slurm import submit
+
+
+def run_one(stages, label: str) -> str:
+    """Run the stage called `label` alone (a SLURM job's work); its needs must be done. Returns "done"."""
+    by_label = {s.label: s for s in stages}
+    if label not in by_label:
+        raise UserError(f"no stage {label!r} in this plan (xmgie run --status lists them)")
+    s = by_label[label]
+    waiting = [n.label for n in s.needs if n.status() != "done"]
+    if waiting:
+        raise UserError(f"{label} needs {', '.join(waiting)}, not done")
+    if s.status() != "done" and run_stage(s) != "done":
+        raise UserError(f"{label} failed; log: {s.record().get('log')}")
+    return "done"
 
 
 def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None = None,
               roots: dict[str, str] | None = None, status: bool = False, work: str | Path = "runs/pipeline",
               results_root: str | Path = ".", out: str | Path | None = None,
-              log: Callable[[str], Any] = print, fork: bool | None = None) -> dict[str, Any]:
+              log: Callable[[str], Any] = print, fork: bool | None = None, stage: str | None = None,
+              executor: str = "local", sbatch_options: list[str] | None = None) -> dict[str, Any]:
     """Plan the spec's stages, run what is not done, aggregate seeds, render the table and its plot.
 
     1. Plan: datasets whose data is present (the others become footnotes), stages keyed by their inputs.
@@ -21,7 +37,9 @@ def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None
     4. Mean ± std over seeds into the spec's result files; the table in Markdown, CSV, LaTeX; a bar plot.
 
     `fork`: start stages from a fork server that imports the heavy modules once (default: ~8 s saved per
-    stage) rather than as fresh interpreters.
+    stage) rather than as fresh interpreters. `stage`: run that stage alone (its needs must be done) and stop.
+    `executor="slurm"`: submit the stages not done as SLURM jobs (`sbatch_options` for every job) instead of
+    running them here (xmgie/pipeline/slurm.py).
     """
     from xmgie.evaluation.tables import load_spec, render
     from xmgie.pipeline.plot import plot_table
@@ -32,6 +50,15 @@ def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None
         for line in status_lines(stages, skipped):
             log(line)
         return {"stages": {s.label: s.status() for s in stages}, "not_run": skipped}
+    if stage is not None:
+        return {"stages": {stage: run_one(stages, stage)}}
+    if executor == "slurm":
+        argv = ["run", "--spec", str(spec), "--budget", plan_budget["name"], "--work", str(work), "--results",
+                str(results_root), *(["--datasets", *datasets] if datasets else []),
+                *(a for d, r in (roots or {}).items() for a in ("--data-root", f"{d}={r}"))]
+        jobs = submit(stages, lambda s: [*argv, "--stage", s.label], argv, sbatch_options or [], Path(work),
+                      Path.cwd(), log)
+        return {"stages": {s.label: s.status() for s in stages}, "jobs": jobs, "not_run": skipped}
     log(f"budget {plan_budget['name']}: {len(stages)} stages, seeds {plan_budget['seeds']}" +
         "".join(f"; {d}: {why}" for d, why in skipped.items()))
     final = execute(stages, log, True if fork is None else fork)

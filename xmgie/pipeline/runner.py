@@ -79,9 +79,11 @@ class Stage:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def status(self) -> str:
-        """done | running | failed | interrupted | pending."""
+        """done | running | queued (a SLURM job waiting) | failed | interrupted | pending."""
         rec = self.record()
         state = rec.get("status", "pending")
+        if state in ("running", "queued") and rec.get("slurm_job"):  # its process lives on another node
+            return state if slurm_job_state(rec["slurm_job"]) in SLURM_ALIVE else "interrupted"
         if state == "running" and not _alive(rec.get("pid")):
             return "interrupted"
         if state == "done" and not self.output.exists():
@@ -97,6 +99,20 @@ def _alive(pid: int | None) -> bool:
     except OSError:
         return False
     return True
+
+
+SLURM_ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
+
+
+def slurm_job_state(job: str, squeue: str = "squeue") -> str | None:
+    """The state SLURM reports for `job` (PENDING, RUNNING, …), or None once it has left the queue (or where
+    there is no squeue)."""
+    try:
+        out = subprocess.run([squeue, "--noheader", "--jobs", job, "--format", "%T"], capture_output=True,
+                             text=True, timeout=60).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out[0] if out else None
 
 
 def _key(stage: Stage, repo: Path) -> str:
@@ -341,7 +357,8 @@ def run_stage(stage: Stage, fork: bool = False) -> str:
     previous = stage.record()
     rec = {"stage": stage.label, "status": "running", "key": stage.key, "command": shlex.join(["xmgie", *argv]),
            "log": str(log), "started": _now(), "attempts": previous.get("attempts", 0) + 1, "resumed": resumed,
-           "code": code_version()}
+           "code": code_version(), **({"slurm_job": os.environ["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in os.environ
+                                      else {})}
     start = time.perf_counter()
     with open(log, "a") as f:
         f.write(f"\n# {rec['started']} attempt {rec['attempts']}: {rec['command']}\n")
