@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -12,7 +14,16 @@ from xmgie.cli import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xmgie.cli", *args], capture_output=True, text=True, timeout=300)
+    """`xmgie ARGS` in this process (a fresh interpreter per call would cost seconds of imports each): its exit
+    status, stdout and stderr. An exception `main` does not turn into a one-line error fails the test."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["xmgie", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
