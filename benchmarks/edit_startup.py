@@ -5,7 +5,8 @@
 Measured side by side, round-robin (each repeat runs every command once, so load on the machine hits them alike):
 1. `import torch` alone (the floor of any PyTorch command);
 2. the editing path's imports (`xmgie.inference`, `xmgie.cli`);
-3. open_clip's package import (what the path no longer pays: its text tower and tokenizer are the package's own);
+3. open_clip's package import alone (no longer on the path: its text tower and tokenizer are the package's own;
+   most of what it imports, diffusers imports too);
 4. `xmgie edit` on one 128-px photo, and on 16 photos in one call.
 Writes medians and ranges to benchmarks/results/edit_startup.json.
 """

@@ -1,6 +1,6 @@
 """CLIP's byte-pair tokenizer, over the vocabulary file that ships inside open_clip (works offline), without
-importing open_clip: its package import loads every model family and torchvision, seconds at each `xmgie edit`.
-Same ids as open_clip's `SimpleTokenizer` with its default lower-case cleaning (tests compare the two).
+importing open_clip (whose package import loads every model family it has). Same ids as open_clip's
+`SimpleTokenizer` with its default lower-case cleaning (tests compare the two).
 
     text ─ ftfy + HTML unescape, whitespace collapsed, lower case ─ split into words, numbers and punctuation
          ─ each piece's UTF-8 bytes as printable characters ─ BPE merges by rank ─ ids

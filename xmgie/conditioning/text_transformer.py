@@ -1,6 +1,6 @@
 """CLIP's text transformer (Radford et al. 2021) in the parameter layout of open_clip's `TextTransformer`, so
 checkpoints written with either load into the other (tests compare the two with the same weights). Kept here so
-that building and running the `tiny` generator does not import open_clip.
+that the `tiny` generator depends on no other package's internals and editing does not import open_clip.
 
     ids (B, T) ─ token + position embedding ─ L × [x + attn(LN(x)),  x + MLP(LN(x))] ─ LN ─ features (B, T, W)
                                                                                          └ at the end token (B, W)
