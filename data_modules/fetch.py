@@ -82,6 +82,7 @@ def fetch(dataset: str, root: Path, extras: bool = False, mirror: str | None = N
             if present(part, root):  # 1.
                 log(f"present  {part.file} ({part.gives})")
             elif part.url is not None:
+                log(f"fetching {part.file} ({part.size or 'size unknown'})")
                 fetch_part(part, root, mirror, keep)
                 log(f"ready    {part.file} -> {root / part.gives}")
     finally:
