@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from data_modules.base import build_datamodule
 from data_modules.sources import SOURCES, Part, Source
 from xmgie.downloads import check_checksum, download, part_of
 from xmgie.errors import UserError
@@ -109,6 +110,18 @@ def fetch_part(part: Part, root: Path, mirror: str | None = None, keep: bool = F
             archive.unlink(missing_ok=True)  # 4. (a damaged or unexpected archive always goes)
     if not present(part, root):
         raise UserError(f"{part.file} unpacked, but {root / part.gives} is not there: not the expected archive")
+
+
+def loader_report(dataset: str, root: Path) -> str:
+    """What the dataset's loader reads from `root`: records per split and the fallbacks in use. A tree it refuses
+    is a UserError with its one-line reason."""
+    try:
+        dm = build_datamodule(dataset, root=str(root), cache=False)
+        counts = {split: len(records) for split, records in dm.records().items()}
+    except (UserError, FileNotFoundError, KeyError, ValueError) as err:
+        raise UserError(f"{dataset} at {root} does not load: {str(err).splitlines()[0]}") from None
+    notes = "; ".join(f"{k}: {v}" for k, v in dm.notes.items())
+    return f"{dataset}: " + ", ".join(f"{n:,} {split}" for split, n in counts.items()) + (f" ({notes})" if notes else "")
 
 
 @dataclass

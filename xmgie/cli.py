@@ -260,22 +260,14 @@ def _data_fetch(args: argparse.Namespace) -> None:
 
 
 def _data_verify(args: argparse.Namespace) -> None:
-    from data_modules.base import build_datamodule
-    from data_modules.fetch import verify
+    from data_modules.fetch import loader_report, verify
 
     root = Path(args.root or f"data/{args.dataset}")
     states = verify(args.dataset, root)
     for s in states:
         kind = "required" if s.part.required else "extra"
         print(f"{s.state:<8} {kind:<8} {s.part.file:<30} {s.detail}")
-    try:  # the loader's own reading of the tree is the last word
-        dm = build_datamodule(args.dataset, root=str(root), cache=False)
-        counts = {split: len(records) for split, records in dm.records().items()}
-    except (UserError, FileNotFoundError, KeyError, ValueError) as err:
-        raise UserError(f"{args.dataset} at {root} does not load: {str(err).splitlines()[0]}") from None
-    notes = "; ".join(f"{k}: {v}" for k, v in dm.notes.items())
-    print(f"loads    {args.dataset}: " + ", ".join(f"{n:,} {split}" for split, n in counts.items())
-          + (f" ({notes})" if notes else ""))
+    print(f"loads    {loader_report(args.dataset, root)}")  # the loader's own reading of the tree is the last word
     bad = [s.part.file for s in states if s.state == "corrupt" or (s.part.required and s.state != "present")]
     if bad:
         raise UserError(f"{args.dataset} at {root}: {', '.join(bad)} not as published; `xmgie data fetch "

@@ -69,9 +69,7 @@ def download(url: str, dest: Path, checksum: str | None = None,
             if expected is not None and got < expected:
                 raise http.client.IncompleteRead(b"", expected - got)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # the part is already whole
-            pass
-        else:
+        if not (err.code == 416 and have):  # 416 after a part: the part is already whole
             raise UserError(f"could not download {url}: HTTP {err.code} {err.reason}") from None
     except (http.client.IncompleteRead, ConnectionError, TimeoutError) as err:  # 2.
         size = part.stat().st_size if part.exists() else 0

@@ -6,22 +6,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xmgie.errors import UserError
-from xmgie.pipeline.runner import aggregate, execute, load_budget, plan, run_stage, status_lines
+from xmgie.pipeline.runner import aggregate, execute, load_budget, plan, run_one, status_lines
 from xmgie.pipeline.slurm import submit
-
-
-def run_one(stages, label: str) -> str:
-    """Run the stage called `label` alone (a SLURM job's work); its needs must be done. Returns "done"."""
-    by_label = {s.label: s for s in stages}
-    if label not in by_label:
-        raise UserError(f"no stage {label!r} in this plan (xmgie run --status lists them)")
-    s = by_label[label]
-    waiting = [n.label for n in s.needs if n.status() != "done"]
-    if waiting:
-        raise UserError(f"{label} needs {', '.join(waiting)}, not done")
-    if s.status() != "done" and run_stage(s) != "done":
-        raise UserError(f"{label} failed; log: {s.record().get('log')}")
-    return "done"
 
 
 def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None = None,

@@ -104,11 +104,11 @@ def _alive(pid: int | None) -> bool:
 SLURM_ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
 
 
-def slurm_job_state(job: str, squeue: str = "squeue") -> str | None:
+def slurm_job_state(job: str) -> str | None:
     """The state SLURM reports for `job` (PENDING, RUNNING, …), or None once it has left the queue (or where
     there is no squeue)."""
     try:
-        out = subprocess.run([squeue, "--noheader", "--jobs", job, "--format", "%T"], capture_output=True,
+        out = subprocess.run(["squeue", "--noheader", "--jobs", job, "--format", "%T"], capture_output=True,
                              text=True, timeout=60).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -413,6 +413,20 @@ def execute(stages: list[Stage], log=print, fork: bool = False) -> dict[str, str
         log(f"{final[s.label]:8s} {s.label} in {rec.get('wall_time_s')} s" +
             (f"; log: {rec['log']}" if final[s.label] == "failed" else ""))
     return final
+
+
+def run_one(stages: list[Stage], label: str) -> str:
+    """Run the stage called `label` alone (a SLURM job's work); its needs must be done. Returns "done"."""
+    by_label = {s.label: s for s in stages}
+    if label not in by_label:
+        raise UserError(f"no stage {label!r} in this plan (xmgie run --status lists them)")
+    s = by_label[label]
+    waiting = [n.label for n in s.needs if n.status() != "done"]
+    if waiting:
+        raise UserError(f"{label} needs {', '.join(waiting)}, not done")
+    if s.status() != "done" and run_stage(s) != "done":
+        raise UserError(f"{label} failed; log: {s.record().get('log')}")
+    return "done"
 
 
 def aggregate(stages: list[Stage], raw: dict, results_root: str | Path = ".") -> list[Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from xmgie.errors import UserError
-from xmgie.pipeline.runner import SLURM_ALIVE, Stage, _write, slurm_job_state
+from xmgie.pipeline.runner import Stage, _write
 
 
 def job_script(command: list[str], repo: Path) -> str:
@@ -51,13 +51,12 @@ def submit(stages: list[Stage], stage_command: Callable[[Stage], list[str]], tab
     """
     jobs: dict[str, str] = {}
     for s in stages:
-        rec = s.record()
-        if s.status() == "done":  # 1.
+        rec, state = s.record(), s.status()  # status asks squeue about a recorded job
+        if state == "done":  # 1.
             continue
-        job = rec.get("slurm_job")
-        if job and slurm_job_state(job) in SLURM_ALIVE:
-            jobs[s.label] = job
-            log(f"queued   {s.label} (job {job})")
+        if state in ("queued", "running") and rec.get("slurm_job"):
+            jobs[s.label] = rec["slurm_job"]
+            log(f"{state:8s} {s.label} (job {rec['slurm_job']})")
             continue
         s.folder.mkdir(parents=True, exist_ok=True)  # 2.
         script = s.folder / "job.sh"
