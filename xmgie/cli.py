@@ -145,8 +145,10 @@ def _run(args: argparse.Namespace) -> None:
         if not sep:
             raise UserError(f"--data-root takes DATASET=PATH, got {item!r}")
         roots[name] = path
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run_table(args.spec, args.budget, args.datasets, roots, args.status, args.work, args.results, stage=args.stage,
-              executor=args.executor, sbatch_options=shlex.split(args.sbatch or ""))
+              executor=args.executor, sbatch_options=shlex.split(args.sbatch or ""), jobs=args.jobs)
 
 
 def _weights(args: argparse.Namespace) -> None:
@@ -419,6 +421,8 @@ def _file_parser() -> argparse.ArgumentParser:
                    "done as a job (sbatch, dependencies between them), then a job that renders the table")
     r.add_argument("--sbatch", help="options for every job, e.g. '--partition=gpu --gres=gpu:1 --time=12:00:00'")
     r.add_argument("--stage", help="run this stage alone (what a SLURM job runs); its needs must be done")
+    r.add_argument("--jobs", type=int, help="stages run at once by the local executor, the cores shared among "
+                   "them (default: the budget's `jobs`, else 1)")
     r.set_defaults(func=_run)
 
     w = sub.add_parser("weights", help="the pretrained backbones in $XMGIE_WEIGHTS")

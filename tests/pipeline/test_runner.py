@@ -258,3 +258,82 @@ def test_a_specs_generator_config_reaches_the_base_and_every_generator_after_the
         i = s.argv.index("--config")
         assert s.argv[i + 3] == "experiments/smoke.yaml" and s.key != plain[s.label].key
     assert regime["shapes/identity"].key == plain["shapes/identity"].key  # nothing else changes
+
+
+def test_rows_trained_from_scratch_take_the_budgets_scratch_seeds(tmp_path):
+    budget = {**load_budget("smoke", REPO), "seeds": [0, 1, 2], "scratch_seeds": [0]}
+    stages, _, _ = plan("experiments/tables/table1.yaml", budget, datasets=["shapes"], work=tmp_path)
+    seeds: dict[str, set[int]] = {}
+    for s in stages:
+        if s.kind == "evaluate":
+            seeds.setdefault(s.method, set()).add(s.seed)
+    assert seeds == {"sisgan": {0}, "tagan": {0}, "manigan": {0}, "hifill": {0}, "glide": {0},
+                     "mgie": {0, 1, 2}, "xmgie": {0, 1, 2}, "pfb_diff": {0, 1, 2}}  # derived from fine-tuned MGIE
+    cpu = load_budget("cpu", REPO)
+    assert cpu["seeds"] == [0, 1, 2] and cpu["scratch_seeds"] == [0] and cpu["jobs"] == 2
+
+
+def _fake_stages(tmp: Path) -> list:
+    """a, b and c independent; d needs a and b; e needs d."""
+    from xmgie.pipeline.runner import Stage
+
+    a, b, c = (Stage("evaluate", "shapes", n, 0, [n]) for n in "abc")
+    d = Stage("evaluate", "shapes", "d", 0, ["d"], [a, b])
+    e = Stage("evaluate", "shapes", "e", 0, ["e"], [d])
+    for s in (a, b, c, d, e):
+        s.folder = tmp / s.method
+    return [a, b, c, d, e]
+
+
+def _finish(stage) -> str:
+    stage.folder.mkdir(parents=True, exist_ok=True)
+    stage.output.write_text("{}")
+    (stage.folder / "stage.json").write_text(json.dumps({"status": "done", "wall_time_s": 0.3}))
+    return "done"
+
+
+def test_the_local_executor_runs_independent_stages_at_once_and_each_after_its_needs(tmp_path, monkeypatch):
+    import threading
+
+    from xmgie.pipeline import runner
+
+    events, lock = [], threading.Lock()
+
+    def fake_run(stage, fork=False, threads=None):
+        with lock:
+            events.append(("start", stage.method, threads))
+        time.sleep(0.3)
+        _finish(stage)
+        with lock:
+            events.append(("end", stage.method, threads))
+        return "done"
+
+    monkeypatch.setattr(runner, "run_stage", fake_run)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 4)
+    stages = _fake_stages(tmp_path)
+    final = runner.execute(stages, log=lambda _: None, jobs=2)
+    assert list(final) == [s.label for s in stages] and set(final.values()) == {"done"}
+    order = [(kind, name) for kind, name, _ in events]
+    assert order[:2] == [("start", "a"), ("start", "b")]  # two at once, in the plan's order
+    assert all(threads == 2 for _, _, threads in events)  # 4 cores shared by 2 stages
+    busy = peak = 0
+    for kind, _ in order:
+        busy += 1 if kind == "start" else -1
+        peak = max(peak, busy)
+    assert peak == 2  # never more than `jobs`
+    for after, before in (("d", "a"), ("d", "b"), ("e", "d")):
+        assert order.index(("start", after)) > order.index(("end", before))
+    events.clear()  # a second run keeps every finished stage
+    assert set(runner.execute(_fake_stages(tmp_path), log=lambda _: None, jobs=2).values()) == {"done"}
+    assert events == []
+
+
+def test_a_failed_stage_blocks_only_its_dependents_when_stages_run_at_once(tmp_path, monkeypatch):
+    from xmgie.pipeline import runner
+
+    monkeypatch.setattr(runner, "run_stage", lambda stage, fork=False, threads=None:
+                        "failed" if stage.method == "a" else _finish(stage))
+    stages = _fake_stages(tmp_path)
+    final = runner.execute(stages, log=lambda _: None, jobs=3)
+    assert [final[s.label] for s in stages] == ["failed", "done", "done", "blocked", "blocked"]
+    assert [s.status() for s in stages] == ["pending", "done", "done", "pending", "pending"]

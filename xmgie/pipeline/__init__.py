@@ -10,11 +10,20 @@ from xmgie.pipeline.runner import aggregate, execute, load_budget, plan, run_one
 from xmgie.pipeline.slurm import submit
 
 
+def seeds_note(budget: dict[str, Any]) -> str:
+    """The budget's seeds as the table's footnote says them."""
+    note = f"seeds {budget['seeds']}"
+    if "scratch_seeds" in budget and budget["scratch_seeds"] != budget["seeds"]:
+        note += f" (rows trained from scratch: {budget['scratch_seeds']})"
+    return note
+
+
 def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None = None,
               roots: dict[str, str] | None = None, status: bool = False, work: str | Path = "runs/pipeline",
               results_root: str | Path = ".", out: str | Path | None = None,
               log: Callable[[str], Any] = print, fork: bool | None = None, stage: str | None = None,
-              executor: str = "local", sbatch_options: list[str] | None = None) -> dict[str, Any]:
+              executor: str = "local", sbatch_options: list[str] | None = None,
+              jobs: int | None = None) -> dict[str, Any]:
     """Plan the spec's stages, run what is not done, aggregate seeds, render the table and its plot.
 
     1. Plan: datasets whose data is present (the others become footnotes), stages keyed by their inputs.
@@ -24,7 +33,7 @@ def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None
 
     `fork`: start stages from a fork server that imports the heavy modules once (default: ~8 s saved per
     stage) rather than as fresh interpreters. `stage`: run that stage alone (its needs must be done) and stop.
-    `executor="slurm"`: submit the stages not done as SLURM jobs (`sbatch_options` for every job) instead of
+    `jobs`: stages run at once here (default: the budget's `jobs`, else 1). `executor="slurm"`: submit the stages not done as SLURM jobs (`sbatch_options` for every job) instead of
     running them here (xmgie/pipeline/slurm.py).
     """
     from xmgie.evaluation.tables import load_spec, render
@@ -45,15 +54,16 @@ def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None
         jobs = submit(stages, lambda s: [*argv, "--stage", s.label], argv, sbatch_options or [], Path(work),
                       Path.cwd(), log)
         return {"stages": {s.label: s.status() for s in stages}, "jobs": jobs, "not_run": skipped}
-    log(f"budget {plan_budget['name']}: {len(stages)} stages, seeds {plan_budget['seeds']}" +
+    jobs = jobs or plan_budget.get("jobs", 1)
+    log(f"budget {plan_budget['name']}: {len(stages)} stages, {seeds_note(plan_budget)}, {jobs} at a time" +
         "".join(f"; {d}: {why}" for d, why in skipped.items()))
-    final = execute(stages, log, True if fork is None else fork)
+    final = execute(stages, log, True if fork is None else fork, jobs)
     aggregate(stages, raw, results_root)
     table = load_spec(spec)
     keep = set(datasets) if datasets else {d.name for d in table.datasets}
     table = dataclasses.replace(table, datasets=[d for d in table.datasets if d.name in keep],
                                 notes=table.notes + [f"{d}: {why}" for d, why in skipped.items()] +
-                                [f"budget {plan_budget['name']}, seeds {plan_budget['seeds']}; stages under {work}"])
+                                [f"budget {plan_budget['name']}, {seeds_note(plan_budget)}; stages under {work}"])
     target = Path(out) if out else Path(results_root) / "results" / table.name
     written = render(table, target, results_root)
     written["png"] = plot_table(table, results_root, target.with_name(target.name + ".png"))

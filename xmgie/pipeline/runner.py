@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,7 +218,8 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
         out.append(mllm)
     checkpoints: dict[tuple[str, int], Stage] = {}
     for name, recipe in sorted(recipes, key=lambda nr: nr[1].kind == "derive"):  # derived after their sources
-        for seed in budget["seeds"]:
+        from_scratch = recipe.kind == "gan" or (recipe.kind == "fit" and not recipe.finetune)
+        for seed in budget.get("scratch_seeds", budget["seeds"]) if from_scratch else budget["seeds"]:
             if recipe.kind == "fit":
                 configs = regime + ((FINETUNE_CONFIG,) if recipe.finetune else ()) + recipe.configs
                 steps = budget.get("finetune" if recipe.finetune else "scratch", [])
@@ -299,8 +301,8 @@ def _fill_paths(stages: list[Stage]) -> None:
             s.argv += ["--attributes", str(attr.output)] if attr else []
 
 
-def _stage_child(argv: list[str], log: str) -> None:
-    """A forked stage: output to the log, run the command, exit with its status."""
+def _stage_child(argv: list[str], log: str, threads: int | None = None) -> None:
+    """A forked stage: output to the log, run the command (on `threads` cores when given), exit with its status."""
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -309,6 +311,10 @@ def _stage_child(argv: list[str], log: str) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     code = 0
     try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         from xmgie.cli import main
 
         main(argv)
@@ -328,7 +334,7 @@ PRELOAD = ["xmgie.cli", "xmgie.training.cli", "xmgie.evaluation.evaluate", "xmgi
            "xmgie.training.attribute_module", "xmgie.training.expander_module", "xmgie.baselines.train"]
 
 
-def _launch(argv: list[str], log: Path, fork: bool):
+def _launch(argv: list[str], log: Path, fork: bool, threads: int | None = None):
     """Start a stage: forked from a fork server that imported the heavy modules once (~8 s saved per stage),
     or as a fresh interpreter. The fork server is a clean single-threaded process, so its children are safe
     even when this process holds thread pools or CUDA (forking this process itself could deadlock)."""
@@ -337,17 +343,19 @@ def _launch(argv: list[str], log: Path, fork: bool):
 
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
-        proc = ctx.Process(target=_stage_child, args=(argv, str(log)))
+        proc = ctx.Process(target=_stage_child, args=(argv, str(log), threads))
         proc.start()
         return proc.pid, lambda: (proc.join(), proc.exitcode)[1]
     out = open(log, "a")
     popen = subprocess.Popen([sys.executable, "-m", "xmgie.cli", *argv], stdout=out, stderr=subprocess.STDOUT,
-                             env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
+                             env={**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+                                  **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
     return popen.pid, lambda: (popen.wait(), out.close())[0]
 
 
-def run_stage(stage: Stage, fork: bool = False) -> str:
-    """Run one stage to completion in its own process; returns its final status (done | failed)."""
+def run_stage(stage: Stage, fork: bool = False, threads: int | None = None) -> str:
+    """Run one stage to completion in its own process (on `threads` cores when given); returns its final
+    status (done | failed)."""
     stage.folder.mkdir(parents=True, exist_ok=True)
     argv = list(stage.argv)
     resumed = stage.kind == "generator" and stage.output.is_file()
@@ -362,9 +370,9 @@ def run_stage(stage: Stage, fork: bool = False) -> str:
     start = time.perf_counter()
     with open(log, "a") as f:
         f.write(f"\n# {rec['started']} attempt {rec['attempts']}: {rec['command']}\n")
-    pid, wait = _launch(argv, log, fork)
+    pid, join = _launch(argv, log, fork, threads)
     _write(stage, {**rec, "pid": pid})
-    code = wait()
+    code = join()
     ok = code == 0 and stage.output.exists()
     _write(stage, {**rec, "status": "done" if ok else "failed", "exit_code": code, "finished": _now(),
                    "wall_time_s": round(time.perf_counter() - start + previous.get("wall_time_s", 0.0), 1)})
@@ -394,25 +402,43 @@ def _write(stage: Stage, rec: dict) -> None:
     tmp.replace(stage.folder / "stage.json")
 
 
-def execute(stages: list[Stage], log=print, fork: bool = False) -> dict[str, str]:
-    """Run what is not done, in order; a failure skips only the stages that need it. {label: status}."""
-    final: dict[str, str] = {}
-    for s in stages:
-        blocked = [n.label for n in s.needs if final.get(n.label) not in ("done",)]
-        if blocked:
-            final[s.label] = "blocked"
-            log(f"blocked  {s.label}: needs {', '.join(blocked)}")
-            continue
-        if s.status() == "done":
-            final[s.label] = "done"
-            log(f"done     {s.label} (kept: {s.folder})")
-            continue
-        log(f"running  {s.label} -> {s.folder}")
-        final[s.label] = run_stage(s, fork)
-        rec = s.record()
-        log(f"{final[s.label]:8s} {s.label} in {rec.get('wall_time_s')} s" +
-            (f"; log: {rec['log']}" if final[s.label] == "failed" else ""))
-    return final
+def execute(stages: list[Stage], log=print, fork: bool = False, jobs: int = 1) -> dict[str, str]:
+    """Run what is not done, up to `jobs` stages at once (each given its share of the cores), a stage as soon as
+    its needs are done; a failure skips only the stages that need it. {label: status}, in the stages' order."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    final: dict[str, str] = {n.label: "done" if n.status() == "done" else "missing"  # needs outside this list
+                             for s in stages for n in s.needs if n not in stages}
+    waiting = list(stages)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        running: dict[Any, Stage] = {}
+        while waiting or running:
+            for s in list(waiting):  # in order: the first stages whose needs are settled go first
+                if len(running) >= max(1, jobs):
+                    break
+                states = [final.get(n.label) for n in s.needs]
+                if any(state is None for state in states):
+                    continue  # a need is still running or waiting
+                waiting.remove(s)
+                blocked = [n.label for n, state in zip(s.needs, states) if state != "done"]
+                if blocked:
+                    final[s.label] = "blocked"
+                    log(f"blocked  {s.label}: needs {', '.join(blocked)}")
+                elif s.status() == "done":
+                    final[s.label] = "done"
+                    log(f"done     {s.label} (kept: {s.folder})")
+                else:
+                    log(f"running  {s.label} -> {s.folder}")
+                    running[pool.submit(run_stage, s, fork, threads if jobs > 1 else None)] = s
+            if not running:
+                continue  # everything left was settled without running (kept or blocked)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                s = running.pop(future)
+                final[s.label] = future.result()
+                rec = s.record()
+                log(f"{final[s.label]:8s} {s.label} in {rec.get('wall_time_s')} s" +
+                    (f"; log: {rec.get('log')}" if final[s.label] == "failed" else ""))
+    return {s.label: final[s.label] for s in stages}
 
 
 def run_one(stages: list[Stage], label: str) -> str:
