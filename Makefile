@@ -23,11 +23,6 @@ CONFIG ?= experiments/train.yaml
 DATA_ROOT ?=
 DATA_ARG := $(if $(DATA_ROOT),--data.init_args.root=$(DATA_ROOT))
 STAGE_ROOT := $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
-# datasets without identity labels / attribute annotations: evaluation skips IPS / AA for them
-NO_IDENTITY := coco triplets
-NO_ATTRIBUTES := flowers coco cars triplets
-EVAL_IDENTITY := $(if $(filter $(DATASET),$(NO_IDENTITY)),,$(IDENTITY))
-EVAL_ATTRIBUTES := $(if $(filter $(DATASET),$(NO_ATTRIBUTES)),,$(ATTRIBUTES))
 
 .PHONY: data setup train train-identity train-attr train-mllm train-baseline evaluate table ablation literal table1 status \
 	test test-browser demo demo-setup bench bench-metrics preview clean
@@ -42,18 +37,13 @@ setup: $(STAMP)
 
 # Trains into runs/$(DATASET)/$(NAME); run again after an interruption and it resumes from last.ckpt.
 # With INIT=<ckpt> it fine-tunes that editor (its weights load, the modules start fresh, the base's sha256 is kept).
-# When the run turns IE on (an ablation config, --model.modules.ie.enabled=true or ip2p.yaml) its frozen identity
-# encoder is trained first if it does not exist yet; the default run (modules off) does not wait for it.
-NEEDS_IDENTITY := $(or $(INIT),$(findstring ablation/,$(ARGS)),$(findstring ie.enabled=true,$(ARGS)),\
-	$(findstring ip2p,$(CONFIG)))
+# When the resolved config turns IE on (INIT's finetune.yaml, an ablation config, ip2p.yaml …), its frozen identity
+# encoder is trained first if it does not exist yet (--train_missing); the default run (modules off) does not.
 FINETUNE_ARGS := $(if $(INIT),--config experiments/finetune.yaml --model.init_from=$(INIT))
-train: $(STAMP) $(if $(NEEDS_IDENTITY),$(IDENTITY))
+train: $(STAMP)
 	$(XMGIE) fit --config $(CONFIG) $(FINETUNE_ARGS) --data experiments/data/$(DATASET).yaml $(DATA_ARG) \
-		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) \
+		--trainer.default_root_dir=$(RUN) --model.modules.ie.weights=$(IDENTITY) --train_missing=true \
 		$(if $(wildcard $(RUN)/checkpoints/last.ckpt),--ckpt_path=$(RUN)/checkpoints/last.ckpt) $(ARGS)
-
-$(IDENTITY): | $(STAMP)
-	$(XMGIE) identity train --dataset $(DATASET) $(STAGE_ROOT) --out $@
 
 # Retrains the identity encoder E_id (writes $(IDENTITY) and a .json with its held-out accuracy).
 train-identity: $(STAMP)
@@ -76,14 +66,11 @@ train-baseline: $(STAMP)
 		--out runs/$(DATASET)/$(METHOD)/baseline.ckpt $(ARGS)
 
 # Edits the test split and writes results/$(DATASET)/$(METHOD).json: IS/FID/LPIPS/SSIM/PSNR, and AA and IPS with
-# the attribute classifier and E_id (each trained first if missing). Missing pretrained backbones are reported
-# as uncalibrated: `xmgie weights status`.
-evaluate: $(STAMP) $(EVAL_IDENTITY) $(EVAL_ATTRIBUTES)
+# the attribute classifier and E_id (each trained first if missing, where the dataset has those labels; else the
+# metric is left out). Missing pretrained backbones are reported as uncalibrated: `xmgie weights status`.
+evaluate: $(STAMP)
 	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test --name $(METHOD) $(STAGE_ROOT) \
-		$(if $(EVAL_IDENTITY),--identity $(EVAL_IDENTITY)) $(if $(EVAL_ATTRIBUTES),--attributes $(EVAL_ATTRIBUTES)) $(ARGS)
-
-$(ATTRIBUTES): | $(STAMP)
-	$(XMGIE) attributes train --dataset $(DATASET) $(STAGE_ROOT) --out $@
+		--identity $(IDENTITY) --attributes $(ATTRIBUTES) --train-missing $(ARGS)
 
 # Renders tables/table1.{md,csv,tex} from results/ (TABLE=table2 for the ablation).
 TABLE ?= table1

@@ -30,8 +30,8 @@ def rss_mb() -> float:
 
 
 def main() -> None:
-    from xmgie.evaluation.backbones import Backbone, seeded
-    from xmgie.evaluation.metrics import EditingMetrics
+    from xmgie.metrics.networks import MetricNetwork, seeded
+    from xmgie.metrics.metrics import EditingMetrics
     from xmgie.models.classifier import build_attribute_classifier
     from xmgie.modules.identity import SmallIdentityCNN
 
@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "metrics_cpu.json"))
     args = p.parse_args()
 
-    record = Backbone("bench", True, None, "random")
+    record = MetricNetwork("bench", True, None, "random")
     with seeded(0):
         suite = EditingMetrics("targets", attribute_classifier=(build_attribute_classifier("cnn", 13).eval(), record),
                                identity_encoder=(SmallIdentityCNN(64).eval(), record))

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 from data_modules.base import build_datamodule  # noqa: E402
 from xmgie.compositing import DETAIL_CHANGE, composite  # noqa: E402
 from xmgie.evaluation.evaluate import mask_iou  # noqa: E402
-from xmgie.evaluation.functional import psnr_per_image  # noqa: E402
 from xmgie.inference import EditPipeline, EditRequest, image_to_tensor, mask_image, tensor_to_image  # noqa: E402
+from xmgie.metrics.functional import psnr_per_image  # noqa: E402
 from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig, threshold  # noqa: E402
 
 SETTINGS = {  # name -> MaskPredictorConfig fields

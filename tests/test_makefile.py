@@ -30,42 +30,32 @@ def _dry(*args: str) -> str:
     return proc.stdout
 
 
-def test_identity_encoder_is_trained_first_only_when_the_run_uses_ie():
-    # DATASET=nosuch: no runs/nosuch/identity/encoder.pt exists, so a run that needs it must train it first
-    assert "identity train" not in _dry("train", "DATASET=nosuch")
-    full = _dry("train", "DATASET=nosuch", "ARGS=--config experiments/ablation/full.yaml")
-    assert full.index("identity train") < full.index("xmgie fit")
-    assert "identity train" in _dry("train", "DATASET=nosuch", "ARGS=--model.modules.ie.enabled=true")
-
-
-def test_evaluate_trains_its_classifier_and_encoder_when_missing():
-    out = _dry("evaluate", "DATASET=nosuch")
-    assert out.index("attributes train") < out.index("xmgie evaluate")
-    assert out.index("identity train") < out.index("xmgie evaluate")
-    assert "--attributes runs/nosuch/attributes/classifier.pt" in out
+def test_train_and_evaluate_leave_the_label_networks_to_the_commands():
+    # which runs need E_id and which datasets have labels is decided by `xmgie fit --train_missing` from the
+    # resolved config and by `xmgie evaluate --train-missing` from the data module, not by lists here
+    for args in ((), ("ARGS=--config experiments/ablation/full.yaml",), ("INIT=b.ckpt",)):
+        out = _dry("train", "DATASET=nosuch", *args)
+        assert "identity train" not in out and "--model.modules.ie.weights=runs/nosuch/identity/encoder.pt" in out
+        assert "--train_missing=true" in out
+    for dataset in ("coco", "cub", "flowers"):
+        out = _dry("evaluate", f"DATASET={dataset}")
+        assert "identity train" not in out and "attributes train" not in out
+        assert f"--identity runs/{dataset}/identity/encoder.pt --attributes runs/{dataset}/attributes/" \
+               f"classifier.pt --train-missing" in out
 
 
 def test_data_root_reaches_training_the_stages_and_evaluation():
     out = _dry("evaluate", "DATASET=cub", "DATA_ROOT=/d/cub", "CKPT=x.ckpt")
-    assert "identity train --dataset cub --data-root /d/cub" in out
-    assert "attributes train --dataset cub --data-root /d/cub" in out
     assert "evaluate --ckpt x.ckpt --dataset cub --split test --name xmgie --data-root /d/cub" in out
+    assert "identity train --dataset cub --data-root /d/cub" in _dry("train-identity", "DATASET=cub",
+                                                                      "DATA_ROOT=/d/cub")
     assert "--data.init_args.root=/d/cub" in _dry("train", "DATASET=cub", "DATA_ROOT=/d/cub")
     assert "--data.init_args.root" not in _dry("train", "DATASET=cub")  # the YAML's root: data/cub
-
-
-def test_evaluate_skips_ips_and_aa_where_a_dataset_has_no_labels():
-    coco = _dry("evaluate", "DATASET=coco")
-    assert "identity train" not in coco and "attributes train" not in coco
-    assert "--identity" not in coco and "--attributes" not in coco
-    flowers = _dry("evaluate", "DATASET=flowers")  # identities (classes) but no attributes
-    assert "--identity runs/flowers/identity/encoder.pt" in flowers and "--attributes" not in flowers
 
 
 def test_make_train_takes_the_full_scale_config():
     out = _dry("train", "DATASET=nosuch", "CONFIG=experiments/ip2p.yaml")
     assert "fit --config experiments/ip2p.yaml" in out and "experiments/train.yaml" not in out
-    assert out.index("identity train") < out.index("xmgie fit")  # ip2p.yaml switches IE on
 
 
 def test_make_train_baseline_names_the_method_and_its_checkpoint():
@@ -74,12 +64,11 @@ def test_make_train_baseline_names_the_method_and_its_checkpoint():
     assert "baseline train --method tagan --dataset cub --data-root /data/cub --out runs/cub/tagan/baseline.ckpt" in out
 
 
-def test_make_train_init_fine_tunes_into_its_own_run_with_the_identity_encoder_first():
+def test_make_train_init_fine_tunes_into_its_own_run():
     out = _dry("train", "DATASET=nosuch", "INIT=runs/x/base.ckpt")
     fit = out[out.index("xmgie fit"):]
     assert "--config experiments/finetune.yaml --model.init_from=runs/x/base.ckpt" in fit
     assert "--trainer.default_root_dir=runs/nosuch/finetune" in fit  # never resumes the base's own run
-    assert out.index("identity train") < out.index("xmgie fit")
     assert "init_from" not in _dry("train", "DATASET=nosuch")
 
 

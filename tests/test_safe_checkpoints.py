@@ -10,7 +10,8 @@ import torch
 from data_modules.base import collate
 from data_modules.synthetic import ShapesDataModule
 from tests.test_cli import run_cli
-from xmgie.checkpoints import load_generator_module, trust_file
+from xmgie.checkpoints import trust_file
+from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
 
 

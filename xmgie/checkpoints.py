@@ -1,4 +1,5 @@
-"""Loading trained editors safely, with one-line errors.
+"""Reading trained models' files safely, with one-line errors (the layer below every package that loads one;
+building the model a file holds is `xmgie.editor.load_generator_module`).
 
 A `.ckpt` (Lightning) or expander `.pt` file is read with `torch.load(weights_only=True)`: tensors and plain data
 (dicts, lists, strings, numbers) only, so nothing in the file can run code. A file that needs more is refused,
@@ -7,6 +8,7 @@ exported folder (`xmgie export`: safetensors weights + JSON config), the format 
 """
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,11 @@ import torch
 from xmgie.errors import UserError
 
 GENERATOR_KIND = "xmgie-generator"  # the "kind" a generator checkpoint (and exported folder) records
+BASELINE_KIND = "xmgie-baseline"    # … and a GAN baseline's
+# an exported folder (`xmgie export`): safetensors weights, JSON config, a model card
+EXPORT_FORMAT = "xmgie-editor"
+EXPORT_FORMAT_VERSION = 1
+WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 _TRUSTED: set[Path] = set()
 WAY_OUT = ("load it with --trust-checkpoint only if you made it yourself; to share a model, "
            "`xmgie export` it to a safetensors folder")
@@ -90,25 +97,26 @@ def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path: 
     return module
 
 
-def load_generator_module(path: str | Path, device: str | torch.device = "cpu"):
-    """A trained editor (eval mode) from `path`: an XMGIEModule (xMGIE, MGIE, GLIDE, PFB-Diff) or a GAN baseline
-    (SISGAN, TAGAN, ManiGAN, HiFill), from a checkpoint or an exported folder; both edit with
-    `.edit(batch, …)`. Refuses checkpoints of another kind."""
-    from xmgie.baselines.gan import CHECKPOINT_KIND as BASELINE_KIND
-    from xmgie.export import is_export, load_export
-    from xmgie.training.generator_module import CHECKPOINT_KIND, XMGIEModule
+def is_export(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / CONFIG).is_file()
 
-    if is_export(path):
-        return load_export(path).to(device).eval()
-    ckpt = read_checkpoint(path)
-    kind = ckpt["xmgie"]["kind"]
-    if kind == BASELINE_KIND:
-        from xmgie.baselines.train import load_baseline
 
-        return load_baseline(ckpt, device, path)
-    if kind != CHECKPOINT_KIND:
-        raise UserError(f"{path} is not an xMGIE generator checkpoint (kind {kind!r}); "
-                        f"use runs/<dataset>/<name>/checkpoints/last.ckpt or best.ckpt")
-    module = build_module(XMGIEModule, ckpt["hyper_parameters"], ckpt["state_dict"], path)
-    module.on_load_checkpoint(ckpt)
-    return module.to(device).eval()
+def read_export(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config, tensors) of an exported folder; anything malformed is a one-line UserError."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{folder / CONFIG}: not readable JSON ({err})") from None
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        raise UserError(f"{folder} is not an exported xMGIE editor (config.json format is not {EXPORT_FORMAT!r})")
+    if config.get("format_version") != EXPORT_FORMAT_VERSION or not isinstance(config.get("hyper_parameters"), dict):
+        raise UserError(f"{folder}: config.json version {config.get('format_version')!r} or its hyper-parameters "
+                        f"are not readable by this version")
+    try:
+        tensors = load_file(str(folder / WEIGHTS))
+    except Exception as err:  # missing, truncated or not safetensors
+        raise UserError(f"{folder / WEIGHTS}: not readable safetensors ({type(err).__name__}: {err})") from None
+    return config, tensors

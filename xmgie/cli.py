@@ -119,7 +119,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                                  attributes=args.attributes, inception=not args.no_inception,
                                  lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name,
                                  device=args.device, data_root=args.data_root, bf16=args.bf16, masks=args.mask,
-                                 mask_settings=_mask_settings(args))
+                                 mask_settings=_mask_settings(args), train_missing=args.train_missing)
     out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
     result["written_to"] = str(write_result(result, out))
     for metric in result["uncalibrated"]:
@@ -148,11 +148,12 @@ def _run(args: argparse.Namespace) -> None:
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run_table(args.spec, args.budget, args.datasets, roots, args.status, args.work, args.results, stage=args.stage,
-              executor=args.executor, sbatch_options=shlex.split(args.sbatch or ""), jobs=args.jobs)
+              executor=args.executor, sbatch_options=shlex.split(args.sbatch or ""), jobs=args.jobs,
+              entry=main)
 
 
 def _weights(args: argparse.Namespace) -> None:
-    from xmgie.evaluation import weights
+    from xmgie import weights
 
     names = args.names or list(weights.REGISTRY)
     for name in names:
@@ -379,6 +380,8 @@ def _file_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--identity", help="IPS encoder: an E_id file (make train-identity) or 'vggface2'")
     v.add_argument("--attributes", help="AA classifier file (make train-attr)")
+    v.add_argument("--train-missing", action="store_true", help="train a missing --identity / --attributes file "
+                   "first on the dataset; where it has no such labels, leave IPS / AA out")
     v.add_argument("--no-inception", action="store_true", help="skip IS and FID (the slowest metrics)")
     v.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     v.add_argument("--strict-weights", action="store_true",

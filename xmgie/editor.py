@@ -2,7 +2,8 @@
 there is one), its DDIM settings and the facts of the data it was trained on, read from a checkpoint or an
 exported folder. Editing with it imports neither Lightning nor the dataset code.
 
-It keeps the editor contract (`Editor`) that `xmgie edit` and `xmgie evaluate` rely on.
+It keeps the editor contract (`Editor`) that `xmgie edit` and `xmgie evaluate` rely on, and loads any trained
+model as the module it was trained as (`load_generator_module`, which does import Lightning).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from xmgie.checkpoints import GENERATOR_KIND, load_weights, read_checkpoint
+from xmgie.checkpoints import (BASELINE_KIND, GENERATOR_KIND, build_module, is_export, load_weights, read_checkpoint,
+                               read_export)
 from xmgie.errors import UserError
 from xmgie.models.build import build_generator
 from xmgie.models.generator import EditGenerator, GeneratorConfig
@@ -118,13 +120,9 @@ def editor_from(hparams: dict[str, Any], state: dict[str, torch.Tensor], data_in
 def load_editor(path: str | Path, device: str | torch.device = "cpu") -> Editor:
     """A trained editor in eval mode from a checkpoint or an exported folder: a DiffusionEditor for the diffusion
     methods; a GAN baseline (SISGAN, TAGAN, ManiGAN, HiFill) as its LightningModule."""
-    from xmgie.export import is_export, read_export
-
     if is_export(path):
         config, tensors = read_export(path)
         if config.get("kind") != GENERATOR_KIND:
-            from xmgie.checkpoints import load_generator_module
-
             return load_generator_module(path, device)
         info = dict(config.get("xmgie", {}))
         hparams, state = config["hyper_parameters"], tensors
@@ -132,10 +130,47 @@ def load_editor(path: str | Path, device: str | torch.device = "cpu") -> Editor:
         ckpt = read_checkpoint(path)
         info = dict(ckpt["xmgie"])
         if info["kind"] != GENERATOR_KIND:
-            from xmgie.checkpoints import load_generator_module
-
             return load_generator_module(path, device)
         hparams, state = ckpt["hyper_parameters"], ckpt["state_dict"]
     for key in ("kind", "method", "base"):
         info.pop(key, None)
     return editor_from(hparams, state, info, path).to(device).eval()
+
+
+def load_generator_module(path: str | Path, device: str | torch.device = "cpu"):
+    """A trained editor (eval mode) from `path`: an XMGIEModule (xMGIE, MGIE, GLIDE, PFB-Diff) or a GAN baseline
+    (SISGAN, TAGAN, ManiGAN, HiFill), from a checkpoint or an exported folder; both edit with
+    `.edit(batch, …)`. Refuses checkpoints of another kind."""
+    from xmgie.training.generator_module import XMGIEModule
+
+    if is_export(path):
+        return load_export(path).to(device).eval()
+    ckpt = read_checkpoint(path)
+    kind = ckpt["xmgie"]["kind"]
+    if kind == BASELINE_KIND:
+        from xmgie.baselines.train import load_baseline
+
+        return load_baseline(ckpt, device, path)
+    if kind != GENERATOR_KIND:
+        raise UserError(f"{path} is not an xMGIE generator checkpoint (kind {kind!r}); "
+                        f"use runs/<dataset>/<name>/checkpoints/last.ckpt or best.ckpt")
+    module = build_module(XMGIEModule, ckpt["hyper_parameters"], ckpt["state_dict"], path)
+    module.on_load_checkpoint(ckpt)
+    return module.to(device).eval()
+
+
+def load_export(folder: str | Path):
+    """The editor of an exported folder as its module (an XMGIEModule without EMA copy, or a GAN baseline)."""
+    from xmgie.baselines import GAN_BASELINES
+    from xmgie.training.generator_module import XMGIEModule
+
+    config, tensors = read_export(folder)
+    kind, method = config.get("kind"), config.get("method")
+    if kind == BASELINE_KIND and method in GAN_BASELINES:
+        module = build_module(GAN_BASELINES[method], config["hyper_parameters"], tensors, folder)
+    elif kind == GENERATOR_KIND:
+        module = build_module(XMGIEModule, config["hyper_parameters"], tensors, folder, strict=False)
+    else:
+        raise UserError(f"{folder}: unknown editor kind {kind!r} / method {method!r}")
+    module.on_load_checkpoint({"xmgie": config.get("xmgie", {})})
+    return module.eval()

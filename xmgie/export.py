@@ -17,15 +17,10 @@ from typing import Any
 
 import torch
 
+from xmgie.checkpoints import (BASELINE_KIND, CARD, CONFIG, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, GENERATOR_KIND,
+                               WEIGHTS, is_export, read_checkpoint)
+from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
-
-FORMAT = "xmgie-editor"
-FORMAT_VERSION = 1
-WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
-
-
-def is_export(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / CONFIG).is_file()
 
 
 def editor_weights(module) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
@@ -75,8 +70,6 @@ def export_editor(ckpt: str | Path, out: str | Path, results: str | Path | None 
     of `xmgie evaluate` whose figures go into the model card."""
     from safetensors.torch import save_file
 
-    from xmgie.checkpoints import load_generator_module, read_checkpoint
-
     out = Path(out)
     if out.exists() and any(out.iterdir()):  # before the (slow) load
         raise UserError(f"{out} exists and is not empty: choose another --out")
@@ -86,8 +79,8 @@ def export_editor(ckpt: str | Path, out: str | Path, results: str | Path | None 
     marker = {"kind": _kind(module), "method": getattr(module, "METHOD", "xmgie"), **module.data_info}
     if getattr(module, "base_info", None):
         marker["base"] = module.base_info
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": marker["kind"], "method": marker["method"],
-              "weights": which, "global_step": step, "hyper_parameters": hparams, "xmgie": marker}
+    config = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "kind": marker["kind"],
+              "method": marker["method"], "weights": which, "global_step": step, "hyper_parameters": hparams, "xmgie": marker}
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
@@ -97,47 +90,6 @@ def export_editor(ckpt: str | Path, out: str | Path, results: str | Path | None 
 
 
 def _kind(module) -> str:
-    from xmgie.baselines.gan import CHECKPOINT_KIND as BASELINE_KIND
-    from xmgie.training.generator_module import CHECKPOINT_KIND, XMGIEModule
+    from xmgie.training.generator_module import XMGIEModule
 
-    return CHECKPOINT_KIND if isinstance(module, XMGIEModule) else BASELINE_KIND
-
-
-def read_export(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config, tensors) of an exported folder; anything malformed is a one-line UserError."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    try:
-        config = json.loads((folder / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{folder / CONFIG}: not readable JSON ({err})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise UserError(f"{folder} is not an exported xMGIE editor (config.json format is not {FORMAT!r})")
-    if config.get("format_version") != FORMAT_VERSION or not isinstance(config.get("hyper_parameters"), dict):
-        raise UserError(f"{folder}: config.json version {config.get('format_version')!r} or its hyper-parameters "
-                        f"are not readable by this version")
-    try:
-        tensors = load_file(str(folder / WEIGHTS))
-    except Exception as err:  # missing, truncated or not safetensors
-        raise UserError(f"{folder / WEIGHTS}: not readable safetensors ({type(err).__name__}: {err})") from None
-    return config, tensors
-
-
-def load_export(folder: str | Path):
-    """The editor of an exported folder (an XMGIEModule without EMA copy, or a GAN baseline)."""
-    from xmgie.baselines import GAN_BASELINES
-    from xmgie.baselines.gan import CHECKPOINT_KIND as BASELINE_KIND
-    from xmgie.checkpoints import build_module
-    from xmgie.training.generator_module import CHECKPOINT_KIND, XMGIEModule
-
-    config, tensors = read_export(folder)
-    kind, method = config.get("kind"), config.get("method")
-    if kind == BASELINE_KIND and method in GAN_BASELINES:
-        module = build_module(GAN_BASELINES[method], config["hyper_parameters"], tensors, folder)
-    elif kind == CHECKPOINT_KIND:
-        module = build_module(XMGIEModule, config["hyper_parameters"], tensors, folder, strict=False)
-    else:
-        raise UserError(f"{folder}: unknown editor kind {kind!r} / method {method!r}")
-    module.on_load_checkpoint({"xmgie": config.get("xmgie", {})})
-    return module.eval()
+    return GENERATOR_KIND if isinstance(module, XMGIEModule) else BASELINE_KIND

@@ -19,9 +19,9 @@ from xmgie.baselines.pfb_diff import derive_pfb_diff
 from xmgie.baselines.sisgan import matching_aware_d_loss
 from xmgie.baselines.tagan import text_adaptive_log_score
 from xmgie.baselines.train import train_baseline
-from xmgie.checkpoints import load_generator_module
 from xmgie.cli import main
 from xmgie.editor import Editor
+from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
 from xmgie.models.sampling import ddim_edit
 

@@ -6,8 +6,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-from xmgie.evaluation.backbones import Backbone, seeded
-from xmgie.evaluation.metrics import EditingMetrics
+from xmgie.metrics.metrics import EditingMetrics
+from xmgie.metrics.networks import MetricNetwork, seeded
 from xmgie.models.classifier import build_attribute_classifier
 from xmgie.modules.identity import SmallIdentityCNN
 
@@ -27,7 +27,7 @@ def suite() -> EditingMetrics:
     with seeded(1):
         classifier = build_attribute_classifier("cnn", 5).eval()
         encoder = SmallIdentityCNN(16).eval()
-    record = Backbone("test", True, None, "seeded")
+    record = MetricNetwork("test", True, None, "seeded")
     return EditingMetrics("targets", splits=2, attribute_classifier=(classifier, record),
                           identity_encoder=(encoder, record))
 

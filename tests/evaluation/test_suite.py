@@ -1,9 +1,9 @@
 """EditingMetrics as a whole: which images each protocol compares (the pairing itself: tests/data_modules)."""
 import torch
 
-from xmgie.evaluation.backbones import Backbone
-from xmgie.evaluation.functional import psnr_per_image
-from xmgie.evaluation.metrics import EditingMetrics
+from xmgie.metrics.functional import psnr_per_image
+from xmgie.metrics.metrics import EditingMetrics
+from xmgie.metrics.networks import MetricNetwork
 
 
 def _batch(b: int = 4) -> dict:
@@ -34,8 +34,37 @@ def test_captions_protocol_scores_faithfulness_to_the_source():
 
 
 def test_uncalibrated_backbones_are_listed():
-    record = Backbone("x", True, None, "trained")
+    record = MetricNetwork("x", True, None, "trained")
     suite = EditingMetrics("targets", inception=False, lpips=True,
                            identity_encoder=(torch.nn.Identity(), record))
     assert suite.uncalibrated == ["lpips", "lpips_outside_mask"]  # the targets protocol adds LPIPS out
     assert suite.describe()["ips"]["source"] == "trained"
+
+
+def test_train_missing_trains_only_what_is_missing_and_drops_what_the_dataset_cannot_train(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from xmgie.evaluation.evaluate import train_missing_networks
+    from xmgie.training import attribute_module, identity_module
+
+    trained = []
+    monkeypatch.setattr(identity_module, "train_identity_encoder",
+                        lambda name, out, root=None: trained.append(("identity", name, str(out), root)))
+    monkeypatch.setattr(attribute_module, "train_attribute_classifier",
+                        lambda name, out, root=None: trained.append(("attributes", name, str(out), root)))
+    notes = []
+    kept = tmp_path / "kept.pt"
+    kept.write_bytes(b"")
+    labelled = SimpleNamespace(name="cub", root="/d/cub", num_identities=200, num_attributes=312)
+    assert train_missing_networks(labelled, tmp_path / "e.pt", tmp_path / "a.pt", notes.append) == \
+        (tmp_path / "e.pt", tmp_path / "a.pt")
+    assert trained == [("identity", "cub", str(tmp_path / "e.pt"), "/d/cub"),
+                       ("attributes", "cub", str(tmp_path / "a.pt"), "/d/cub")]
+    trained.clear()
+    assert train_missing_networks(labelled, kept, "vggface2", notes.append) == (kept, "vggface2")  # nothing missing
+    assert train_missing_networks(labelled, None, None, notes.append) == (None, None) and trained == []
+    unlabelled = SimpleNamespace(name="coco", root=None, num_identities=0, num_attributes=0)
+    notes.clear()
+    assert train_missing_networks(unlabelled, tmp_path / "e.pt", tmp_path / "a.pt", notes.append) == (None, None)
+    assert trained == [] and [n.split(":")[0] for n in notes] == ["IPS not computed", "AA not computed"]
+    assert train_missing_networks(unlabelled, kept, None, notes.append) == (kept, None)  # a given file still scores

@@ -153,7 +153,7 @@ def test_a_psnr_at_its_cap_reads_infinity_and_is_the_best(tmp_path):
     """An exact copy outside the mask has no finite PSNR: the cell says ∞, not the clamp's 126 dB."""
     import torch
 
-    from xmgie.evaluation.functional import PSNR_EXACT, psnr_per_image
+    from xmgie.metrics.functional import PSNR_EXACT, psnr_per_image
 
     x = torch.rand(2, 3, 8, 8) * 2 - 1
     capped = psnr_per_image(x, x.clone(), torch.ones(2, 1, 8, 8))

@@ -13,13 +13,13 @@ from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from tests.conftest import fit
-from xmgie.checkpoints import load_generator_module
 from xmgie.cli import main
 from xmgie.conditioning.clip_text import hf_tokenize, write_clip_tokenizer_files
+from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
 from xmgie.models import EditGenerator, GeneratorConfig
-from xmgie.models.latent import widen_conv_in
 from xmgie.models.ip2p_folder import write_ip2p_folder
+from xmgie.models.latent import widen_conv_in
 from xmgie.models.sampling import ddim_edit
 from xmgie.modules.identity import build_identity_encoder, save_identity_encoder
 

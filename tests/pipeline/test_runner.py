@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from xmgie.cli import main
 from xmgie.errors import UserError
 from xmgie.pipeline import run_table
 from xmgie.pipeline.runner import load_budget, plan
@@ -112,7 +113,8 @@ def test_an_interrupted_generator_resumes_from_its_last_checkpoint(table1_run, t
     stages, _, _ = plan("experiments/tables/table1.yaml", load_budget("smoke", REPO), work=work)
     by_folder = {s.folder.name: s for s in stages}
     assert by_folder[gen.name].status() == "interrupted"
-    run_table("experiments/tables/table1.yaml", "smoke", work=work, results_root=tmp_path, log=lambda _: None)
+    run_table("experiments/tables/table1.yaml", "smoke", work=work, results_root=tmp_path, log=lambda _: None,
+              entry=main)
     again = json.loads((gen / "stage.json").read_text())
     assert again["status"] == "done" and again["resumed"] and "--ckpt_path=" in again["command"]
     assert again["attempts"] == rec["attempts"] + 1
@@ -136,7 +138,7 @@ methods:
 """)
     lines = []
     with pytest.raises(UserError, match="2 stage\\(s\\) did not finish: shapes/generator/bad/seed0"):
-        run_table(spec, "smoke", work=tmp_path / "pipe", results_root=tmp_path, log=lines.append)
+        run_table(spec, "smoke", work=tmp_path / "pipe", results_root=tmp_path, log=lines.append, entry=main)
     assert any(line.startswith("failed   shapes/generator/bad/seed0") and "log.txt" in line for line in lines)
     assert any(line.startswith("blocked  shapes/evaluate/bad/seed0") for line in lines)
     md = (tmp_path / "results" / "tiny.md").read_text()
@@ -160,7 +162,9 @@ methods: [{{name: m, label: M, config: {config}}}]
 """)
     budget = load_budget("smoke", REPO)
     first = {s.label: s.key for s in plan(spec, budget, work=tmp_path)[0]}
-    config.write_text(config.read_text() + "\n# a changed comment is a changed config\n")
+    config.write_text(config.read_text() + "\n# a comment changes no setting\n")
+    assert {s.label: s.key for s in plan(spec, budget, work=tmp_path)[0]} == first
+    config.write_text(config.read_text() + "trainer: {max_steps: 3}\n")
     second = {s.label: s.key for s in plan(spec, budget, work=tmp_path)[0]}
     assert first["shapes/identity"] == second["shapes/identity"]  # upstream of the method: kept
     assert first["shapes/generator/base/seed0"] == second["shapes/generator/base/seed0"]
@@ -299,7 +303,7 @@ def test_the_local_executor_runs_independent_stages_at_once_and_each_after_its_n
 
     events, lock = [], threading.Lock()
 
-    def fake_run(stage, fork=False, threads=None):
+    def fake_run(stage, entry=None, threads=None):
         with lock:
             events.append(("start", stage.method, threads))
         time.sleep(0.3)
@@ -331,7 +335,7 @@ def test_the_local_executor_runs_independent_stages_at_once_and_each_after_its_n
 def test_a_failed_stage_blocks_only_its_dependents_when_stages_run_at_once(tmp_path, monkeypatch):
     from xmgie.pipeline import runner
 
-    monkeypatch.setattr(runner, "run_stage", lambda stage, fork=False, threads=None:
+    monkeypatch.setattr(runner, "run_stage", lambda stage, entry=None, threads=None:
                         "failed" if stage.method == "a" else _finish(stage))
     stages = _fake_stages(tmp_path)
     final = runner.execute(stages, log=lambda _: None, jobs=3)

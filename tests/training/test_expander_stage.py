@@ -48,7 +48,7 @@ def test_stage_reports_held_out_metrics_with_and_without_the_image(expander_file
 def test_generator_trains_on_the_expanders_instructions(expander_file, tmp_path):
     out, _ = expander_file
     run = fit(tmp_path / "run", "--model.text_source=expander", f"--model.expander={out}")
-    from xmgie.checkpoints import load_generator_module
+    from xmgie.editor import load_generator_module
 
     module = load_generator_module(run / "checkpoints" / "last.ckpt")
     assert module.text_source == "expander" and module.expander_path == str(out)

@@ -7,8 +7,8 @@ import torch
 
 from tests.conftest import fit
 from tests.test_cli import run_cli
-from xmgie.checkpoints import load_generator_module
 from xmgie.cli import main
+from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
 from xmgie.modules.identity import SmallIdentityCNN, save_identity_encoder
 from xmgie.training.generator_module import XMGIEModule

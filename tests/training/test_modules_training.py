@@ -6,8 +6,8 @@ import torch
 
 from tests.conftest import SMOKE, fit
 from tests.test_cli import run_cli
-from xmgie.checkpoints import load_generator_module
 from xmgie.cli import main
+from xmgie.editor import load_generator_module
 from xmgie.modules.cam import CrossAttentionMasking
 from xmgie.modules.gaussian_blur import GaussianBlur
 from xmgie.modules.identity import IdentityEmbedding, SmallIdentityCNN, save_identity_encoder
@@ -58,3 +58,30 @@ def test_missing_identity_weights_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "identity encoder weights not found" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()  # nothing trained, nothing to resume from
+
+
+def test_fit_with_train_missing_trains_the_identity_encoder_first_when_ie_is_on(tmp_path, monkeypatch):
+    from xmgie.training import identity_module
+
+    calls = []
+
+    def stand_in(dataset, out, dim=64, root=None, **_):  # the real stage takes minutes: a saved random E_id
+        calls.append((dataset, str(out), dim, root))
+        save_identity_encoder(SmallIdentityCNN(dim), out)
+        return {}
+
+    monkeypatch.setattr(identity_module, "train_identity_encoder", stand_in)
+    weights = tmp_path / "ids" / "encoder.pt"
+    proc = run_cli("fit", "--config", str(SMOKE), f"--trainer.default_root_dir={tmp_path}/run",
+                   "--model.modules.ie.enabled=true", "--model.modules.ie.dim=16",
+                   f"--model.modules.ie.weights={weights}", "--train_missing=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert calls == [("shapes", str(weights), 16, None)] and weights.is_file()
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    calls.clear()  # the file exists now, and a run without IE never needs one: nothing is trained again
+    for extra in (["--model.modules.ie.enabled=true", "--model.modules.ie.dim=16"], []):
+        proc = run_cli("fit", "--config", str(SMOKE), f"--trainer.default_root_dir={tmp_path}/again{len(extra)}",
+                       *extra, f"--model.modules.ie.weights={tmp_path}/none.pt" if not extra else
+                       f"--model.modules.ie.weights={weights}", "--train_missing=true")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert calls == []

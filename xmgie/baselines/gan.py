@@ -18,13 +18,14 @@ import lightning as L
 import torch
 from torch import nn
 
+from xmgie.checkpoints import BASELINE_KIND
 from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig, word_tokens
-from xmgie.evaluation.metrics import EditQuality
+from xmgie.metrics.metrics import EditQuality
 from xmgie.models import losses
 from xmgie.training.config import coerce
 from xmgie.training.ema import clip_gradients
 
-CHECKPOINT_KIND = "xmgie-baseline"
+CHECKPOINT_KIND = BASELINE_KIND
 
 
 class Text(NamedTuple):

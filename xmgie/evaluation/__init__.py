@@ -1,1 +1,1 @@
-"""Evaluation: the metric suite, its backbones and weights, `xmgie evaluate`, the training callback, tables."""
+"""Evaluation: `xmgie evaluate`, the training callback and the tables, over the metric suite of `xmgie.metrics`."""

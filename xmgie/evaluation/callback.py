@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from xmgie.evaluation.evaluate import attribute_backbone, identity_backbone
-from xmgie.evaluation.metrics import EditingMetrics, EditQuality
+from xmgie.metrics.metrics import EditingMetrics, EditQuality
 
 # the generator module logs these itself (val/psnr, val/psnr_gain, …): the callback adds the rest
 LOGGED_BY_MODULE = {*EditQuality.KEYS, "psnr_gain", "n_images"}

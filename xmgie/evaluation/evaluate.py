@@ -18,15 +18,15 @@ import torch
 from torch import nn
 
 from data_modules.base import build_datamodule
-from xmgie.checkpoints import load_generator_module
+from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
-from xmgie.evaluation import backbones
-from xmgie.evaluation.backbones import Backbone
-from xmgie.evaluation.metrics import EditingMetrics
-from xmgie.evaluation.weights import sha256_of
 from xmgie.inference import default_device
+from xmgie.metrics import networks
+from xmgie.metrics.metrics import EditingMetrics
+from xmgie.metrics.networks import MetricNetwork
 from xmgie.models.generator import EditGenerator
 from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig
+from xmgie.weights import sha256_of
 
 RESULT_FORMAT = 1
 EVALUATION_MASKS = ("dataset", "auto", "anywhere")
@@ -39,21 +39,22 @@ def mask_iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter)).float().cpu()
 
 
-def identity_backbone(identity: str | Path | None, strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone] | None:
+def identity_backbone(identity: str | Path | None, strict: bool = False,
+                      seed: int = 0) -> tuple[nn.Module, MetricNetwork] | None:
     """IPS's encoder: a project E_id file (`make train-identity`), or "vggface2" (the weights folder)."""
     from xmgie.modules.identity import load_identity_encoder
 
     if identity is None:
         return None
     if str(identity) == "vggface2":
-        return backbones.facenet(strict, seed)
+        return networks.facenet(strict, seed)
     try:
-        return load_identity_encoder(identity), backbones.project_file("identity encoder", identity)
+        return load_identity_encoder(identity), networks.project_file("identity encoder", identity)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
 
 
-def attribute_backbone(path: str | Path | None) -> tuple[nn.Module, Backbone] | None:
+def attribute_backbone(path: str | Path | None) -> tuple[nn.Module, MetricNetwork] | None:
     """AA's classifier (`make train-attr`); its held-out accuracy is part of the record's source."""
     from xmgie.models.classifier import load_attribute_classifier
 
@@ -63,9 +64,34 @@ def attribute_backbone(path: str | Path | None) -> tuple[nn.Module, Backbone] | 
         net, info = load_attribute_classifier(path)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
-    record = backbones.project_file("attribute classifier", path)
+    record = networks.project_file("attribute classifier", path)
     source = f"{path} ({info.get('arch')}, held-out accuracy {info.get('test_accuracy')})"
-    return net, Backbone(record.name, True, record.sha256, source)
+    return net, MetricNetwork(record.name, True, record.sha256, source)
+
+
+def train_missing_networks(dm, identity: str | Path | None, attributes: str | Path | None,
+                           log=lambda line: print(line, file=sys.stderr)) -> tuple[str | Path | None, ...]:
+    """`--train-missing`: an E_id or attribute-classifier path whose file does not exist is trained first on the
+    evaluated dataset (the stages' defaults) when it has those labels, else dropped with its metric (noted):
+    IPS and AA then stay out of the record, as for a dataset without them. (identity, attributes) to use."""
+    from xmgie.training.attribute_module import train_attribute_classifier
+    from xmgie.training.identity_module import train_identity_encoder
+
+    root = getattr(dm, "root", None)
+    wanted = [("identity", identity, dm.num_identities, "IPS", train_identity_encoder),
+              ("attribute", attributes, dm.num_attributes, "AA", train_attribute_classifier)]
+    kept = []
+    for what, path, labels, metric, train in wanted:
+        if path is None or str(path) == "vggface2" or Path(path).exists():
+            kept.append(path)
+        elif labels > 0:
+            log(f"training the {what} network first: {path}")
+            train(dm.name, path, root=root)
+            kept.append(path)
+        else:
+            log(f"{metric} not computed: {dm.name} has no {what} labels to train {path} on")
+            kept.append(None)
+    return tuple(kept)
 
 
 def _truncate(batch: dict[str, Any], keep: int) -> dict[str, Any]:
@@ -94,7 +120,7 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
                     inception: bool = True, lpips: bool = True, strict_weights: bool = False,
                     method: str = "xmgie", device: str | torch.device | None = None,
                     data_root: str | None = None, bf16: bool = False, masks: str = "dataset",
-                    mask_settings: MaskPredictorConfig | None = None) -> dict[str, Any]:
+                    mask_settings: MaskPredictorConfig | None = None, train_missing: bool = False) -> dict[str, Any]:
     """Edit `split` of `dataset` (default: the editor's) with `module` (an XMGIEModule or a GAN baseline, in eval
     mode, on `device`) and return the result record.
 
@@ -109,7 +135,7 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
     `bf16`: edit under bfloat16 autocast (the full-scale model on a GPU); the metrics run in fp32.
     `masks`: what the editor is given: the dataset's masks, "auto" (predicted by the editor's own U-Net with
     `mask_settings`; the record gets their IoU with the dataset's) or "anywhere". The metrics always score against
-    the dataset's masks.
+    the dataset's masks. `train_missing`: train a missing E_id / attribute classifier first (`train_missing_networks`).
     """
     if masks not in EVALUATION_MASKS:
         raise UserError(f"masks must be one of {', '.join(EVALUATION_MASKS)}, got {masks!r}")
@@ -126,6 +152,8 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
         dm = build_datamodule(dataset, root=root, resolution=int(info.get("resolution", 32)), batch_size=batch_size)
     except KeyError as err:
         raise UserError(str(err.args[0])) from None
+    if train_missing:
+        identity, attributes = train_missing_networks(dm, identity, attributes)
     suite = EditingMetrics(dm.protocol, inception=inception, lpips=lpips, strict=strict_weights, seed=seed,
                            attribute_classifier=attribute_backbone(attributes),
                            identity_encoder=identity_backbone(identity, strict_weights, seed)).to(device)

@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from xmgie.errors import UserError
-from xmgie.evaluation.functional import PSNR_EXACT
-from xmgie.evaluation.metrics import HIGHER_IS_BETTER
+from xmgie.metrics.functional import PSNR_EXACT
+from xmgie.metrics.metrics import HIGHER_IS_BETTER
 
 LABELS = {"is": "IS", "fid": "FID", "lpips": "LPIPS", "ssim": "SSIM", "psnr": "PSNR", "aa": "AA", "ips": "IPS",
           "psnr_gain": "PSNR gain", "psnr_outside_mask": "PSNR out", "psnr_inside_mask": "PSNR in",

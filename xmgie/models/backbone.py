@@ -112,7 +112,7 @@ def random_vae(s: LatentSize) -> AutoencoderKL:
 def resolve_pretrained(name_or_path: str) -> Path:
     """A folder path, or the weights registry's name `ip2p` (`xmgie weights fetch ip2p` puts it there)."""
     if name_or_path == "ip2p":
-        from xmgie.evaluation.weights import path_of
+        from xmgie.weights import path_of
 
         return path_of("ip2p")
     return Path(name_or_path).expanduser()

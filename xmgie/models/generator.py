@@ -13,8 +13,8 @@ from torch import nn
 
 from xmgie.conditioning.text_encoder import TextEncoderConfig
 from xmgie.models.backbone import Backbone, build_backbone
-from xmgie.models.plugin import EditCondition, EditPlugin, StopUNet, phases
 from xmgie.models.unet import UNET_SIZES
+from xmgie.modules.plugin import EditCondition, EditPlugin, StopUNet, phases
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 

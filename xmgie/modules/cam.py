@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
 from xmgie.conditioning.text_encoder import word_tokens
-from xmgie.models.plugin import EditCondition, EditPlugin
+from xmgie.modules.plugin import EditCondition, EditPlugin
 
 MODES = ("post_softmax", "pre_softmax")
 

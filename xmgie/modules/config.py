@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from xmgie.models.plugin import EditPlugin
 from xmgie.modules.cam import MODES, CrossAttentionMasking
 from xmgie.modules.gaussian_blur import GaussianBlur
 from xmgie.modules.identity import ATTENTION_KINDS, ENCODER_KINDS, IdentityEmbedding, build_identity_encoder
 from xmgie.modules.pfb import ProgressiveFeatureBlending
+from xmgie.modules.plugin import EditPlugin
 
 
 @dataclass

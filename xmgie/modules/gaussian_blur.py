@@ -19,7 +19,7 @@ import torch
 from kornia.filters import filter2d_separable, get_gaussian_kernel1d
 from scipy import ndimage
 
-from xmgie.models.plugin import EditCondition, EditPlugin
+from xmgie.modules.plugin import EditCondition, EditPlugin
 
 # σ levels as fractions of σ_max: geometric with ratio 1.5 (and 0). Against the exact per-pixel blur this keeps the
 # worst error on uniform noise in [-1, 1] about 0.07 (0.035 on `shapes` images) at ~2.9x the kernel work of one

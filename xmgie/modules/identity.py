@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmgie.models.plugin import EditCondition, EditPlugin
+from xmgie.modules.plugin import EditCondition, EditPlugin
 
 ENCODER_KINDS = ("cnn", "facenet")
 ATTENTION_KINDS = ("appended", "decoupled")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xmgie.models.plugin import EditCondition, EditPlugin, StopUNet
+from xmgie.modules.plugin import EditCondition, EditPlugin, StopUNet
 
 PHASES = ("record", "edit", "batched")
 OUT = "out"  # the prediction, blended with the source's exact target

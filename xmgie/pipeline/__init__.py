@@ -21,7 +21,8 @@ def seeds_note(budget: dict[str, Any]) -> str:
 def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None = None,
               roots: dict[str, str] | None = None, status: bool = False, work: str | Path = "runs/pipeline",
               results_root: str | Path = ".", out: str | Path | None = None,
-              log: Callable[[str], Any] = print, fork: bool | None = None, stage: str | None = None,
+              log: Callable[[str], Any] = print, entry: Callable[[list[str]], None] | None = None,
+              stage: str | None = None,
               executor: str = "local", sbatch_options: list[str] | None = None,
               jobs: int | None = None) -> dict[str, Any]:
     """Plan the spec's stages, run what is not done, aggregate seeds, render the table and its plot.
@@ -31,10 +32,11 @@ def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None
     3. Run what is missing, in order; failures skip only what needs them.
     4. Mean ± std over seeds into the spec's result files; the table in Markdown, CSV, LaTeX; a bar plot.
 
-    `fork`: start stages from a fork server that imports the heavy modules once (default: ~8 s saved per
-    stage) rather than as fresh interpreters. `stage`: run that stage alone (its needs must be done) and stop.
-    `jobs`: stages run at once here (default: the budget's `jobs`, else 1). `executor="slurm"`: submit the stages not done as SLURM jobs (`sbatch_options` for every job) instead of
-    running them here (xmgie/pipeline/slurm.py).
+    `entry`: the function that runs a stage's command line (`xmgie.cli.main`), called in children of a fork
+    server that imports the heavy modules once (~8 s saved per stage); None: every stage in a fresh interpreter
+    (`python -m xmgie.cli`). `stage`: run that stage alone (its needs must be done) and stop. `jobs`: stages run
+    at once here (default: the budget's `jobs`, else 1). `executor="slurm"`: submit the stages not done as SLURM
+    jobs (`sbatch_options` for every job) instead of running them here (xmgie/pipeline/slurm.py).
     """
     from xmgie.evaluation.tables import load_spec, render
     from xmgie.pipeline.plot import plot_table
@@ -46,7 +48,7 @@ def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None
             log(line)
         return {"stages": {s.label: s.status() for s in stages}, "not_run": skipped}
     if stage is not None:
-        return {"stages": {stage: run_one(stages, stage)}}
+        return {"stages": {stage: run_one(stages, stage, entry)}}
     if executor == "slurm":
         argv = ["run", "--spec", str(spec), "--budget", plan_budget["name"], "--work", str(work), "--results",
                 str(results_root), *(["--datasets", *datasets] if datasets else []),
@@ -57,7 +59,7 @@ def run_table(spec: str | Path, budget: str = "auto", datasets: list[str] | None
     jobs = jobs or plan_budget.get("jobs", 1)
     log(f"budget {plan_budget['name']}: {len(stages)} stages, {seeds_note(plan_budget)}, {jobs} at a time" +
         "".join(f"; {d}: {why}" for d, why in skipped.items()))
-    final = execute(stages, log, True if fork is None else fork, jobs)
+    final = execute(stages, log, entry, jobs)
     aggregate(stages, raw, results_root)
     table = load_spec(spec)
     keep = set(datasets) if datasets else {d.name for d in table.datasets}

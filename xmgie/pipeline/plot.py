@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xmgie.evaluation.metrics import HIGHER_IS_BETTER
 from xmgie.evaluation.tables import LABELS, TableSpec, read_results
+from xmgie.metrics.metrics import HIGHER_IS_BETTER
 
 
 def plot_table(spec: TableSpec, root: str | Path, out: str | Path) -> Path:

@@ -17,7 +17,7 @@ then per method the mean ± std over seeds into the spec's result file, and the 
 a whole table in another regime (e.g. a generator that never sees the mask) without touching the methods.
 
 Every stage runs as a subprocess into its own folder runs/pipeline/<dataset>/<stage>-<key>/, where <key> hashes
-the stage's resolved command, the text of every config file it reads and the keys of the stages it needs:
+the stage's resolved command, the settings of every config file it reads and the keys of the stages it needs:
 change anything upstream and everything downstream gets a new folder, change nothing and a finished stage is
 skipped. `stage.json` records status, wall time and the log; an interrupted generator resumes from its
 last.ckpt; a failed stage is reported with its log and only the stages that need it are skipped.
@@ -36,7 +36,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -117,9 +117,12 @@ def slurm_job_state(job: str) -> str | None:
 
 
 def _key(stage: Stage, repo: Path) -> str:
-    texts = {f: (repo / f).read_text() for f in stage.files}
+    """What the stage reads: its command, the settings in its config files (parsed: a comment or a re-wrapped line
+    keeps the key) and the keys of the stages it needs."""
+    settings = {f: yaml.safe_load((repo / f).read_text()) for f in stage.files}
     blob = json.dumps({"kind": stage.kind, "dataset": stage.dataset, "method": stage.method, "seed": stage.seed,
-                       "argv": stage.argv, "files": texts, "needs": [s.key for s in stage.needs]}, sort_keys=True)
+                       "argv": stage.argv, "files": settings, "needs": [s.key for s in stage.needs]},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -301,8 +304,8 @@ def _fill_paths(stages: list[Stage]) -> None:
             s.argv += ["--attributes", str(attr.output)] if attr else []
 
 
-def _stage_child(argv: list[str], log: str, threads: int | None = None) -> None:
-    """A forked stage: output to the log, run the command (on `threads` cores when given), exit with its status."""
+def _stage_child(argv: list[str], log: str, threads: int | None, entry: Callable[[list[str]], None]) -> None:
+    """A forked stage: output to the log, `entry(argv)` (on `threads` cores when given), exit with its status."""
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -315,9 +318,7 @@ def _stage_child(argv: list[str], log: str, threads: int | None = None) -> None:
             import torch
 
             torch.set_num_threads(threads)
-        from xmgie.cli import main
-
-        main(argv)
+        entry(argv)
     except SystemExit as err:
         code = err.code if isinstance(err.code, int) else 1
     except BaseException:  # noqa: BLE001  the traceback goes to the stage's log, the status to its record
@@ -330,20 +331,21 @@ def _stage_child(argv: list[str], log: str, threads: int | None = None) -> None:
     os._exit(code)
 
 
-PRELOAD = ["xmgie.cli", "xmgie.training.cli", "xmgie.evaluation.evaluate", "xmgie.training.identity_module",
+PRELOAD = ["xmgie.training.cli", "xmgie.evaluation.evaluate", "xmgie.training.identity_module",
            "xmgie.training.attribute_module", "xmgie.training.expander_module", "xmgie.baselines.train"]
 
 
-def _launch(argv: list[str], log: Path, fork: bool, threads: int | None = None):
-    """Start a stage: forked from a fork server that imported the heavy modules once (~8 s saved per stage),
-    or as a fresh interpreter. The fork server is a clean single-threaded process, so its children are safe
-    even when this process holds thread pools or CUDA (forking this process itself could deadlock)."""
-    if fork:
+def _launch(argv: list[str], log: Path, entry: Callable[[list[str]], None] | None, threads: int | None = None):
+    """Start a stage: `entry(argv)` in a child of a fork server that imported the heavy modules once (~8 s saved
+    per stage), or, without `entry`, `python -m xmgie.cli <argv>` in a fresh interpreter. The fork server is a
+    clean single-threaded process, so its children are safe even when this process holds thread pools or CUDA
+    (forking this process itself could deadlock)."""
+    if entry is not None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
-        proc = ctx.Process(target=_stage_child, args=(argv, str(log), threads))
+        ctx.set_forkserver_preload([entry.__module__, *PRELOAD])
+        proc = ctx.Process(target=_stage_child, args=(argv, str(log), threads, entry))
         proc.start()
         return proc.pid, lambda: (proc.join(), proc.exitcode)[1]
     out = open(log, "a")
@@ -353,9 +355,9 @@ def _launch(argv: list[str], log: Path, fork: bool, threads: int | None = None):
     return popen.pid, lambda: (popen.wait(), out.close())[0]
 
 
-def run_stage(stage: Stage, fork: bool = False, threads: int | None = None) -> str:
-    """Run one stage to completion in its own process (on `threads` cores when given); returns its final
-    status (done | failed)."""
+def run_stage(stage: Stage, entry: Callable[[list[str]], None] | None = None, threads: int | None = None) -> str:
+    """Run one stage to completion in its own process (`_launch`; on `threads` cores when given); returns its
+    final status (done | failed)."""
     stage.folder.mkdir(parents=True, exist_ok=True)
     argv = list(stage.argv)
     resumed = stage.kind == "generator" and stage.output.is_file()
@@ -370,7 +372,7 @@ def run_stage(stage: Stage, fork: bool = False, threads: int | None = None) -> s
     start = time.perf_counter()
     with open(log, "a") as f:
         f.write(f"\n# {rec['started']} attempt {rec['attempts']}: {rec['command']}\n")
-    pid, join = _launch(argv, log, fork, threads)
+    pid, join = _launch(argv, log, entry, threads)
     _write(stage, {**rec, "pid": pid})
     code = join()
     ok = code == 0 and stage.output.exists()
@@ -402,7 +404,8 @@ def _write(stage: Stage, rec: dict) -> None:
     tmp.replace(stage.folder / "stage.json")
 
 
-def execute(stages: list[Stage], log=print, fork: bool = False, jobs: int = 1) -> dict[str, str]:
+def execute(stages: list[Stage], log=print, entry: Callable[[list[str]], None] | None = None,
+            jobs: int = 1) -> dict[str, str]:
     """Run what is not done, up to `jobs` stages at once (each given its share of the cores), a stage as soon as
     its needs are done; a failure skips only the stages that need it. {label: status}, in the stages' order."""
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
@@ -428,7 +431,7 @@ def execute(stages: list[Stage], log=print, fork: bool = False, jobs: int = 1) -
                     log(f"done     {s.label} (kept: {s.folder})")
                 else:
                     log(f"running  {s.label} -> {s.folder}")
-                    running[pool.submit(run_stage, s, fork, threads if jobs > 1 else None)] = s
+                    running[pool.submit(run_stage, s, entry, threads if jobs > 1 else None)] = s
             if not running:
                 continue  # everything left was settled without running (kept or blocked)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -441,7 +444,7 @@ def execute(stages: list[Stage], log=print, fork: bool = False, jobs: int = 1) -
     return {s.label: final[s.label] for s in stages}
 
 
-def run_one(stages: list[Stage], label: str) -> str:
+def run_one(stages: list[Stage], label: str, entry: Callable[[list[str]], None] | None = None) -> str:
     """Run the stage called `label` alone (a SLURM job's work); its needs must be done. Returns "done"."""
     by_label = {s.label: s for s in stages}
     if label not in by_label:
@@ -450,7 +453,7 @@ def run_one(stages: list[Stage], label: str) -> str:
     waiting = [n.label for n in s.needs if n.status() != "done"]
     if waiting:
         raise UserError(f"{label} needs {', '.join(waiting)}, not done")
-    if s.status() != "done" and run_stage(s) != "done":
+    if s.status() != "done" and run_stage(s, entry) != "done":
         raise UserError(f"{label} failed; log: {s.record().get('log')}")
     return "done"
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from xmgie.errors import UserError
-from xmgie.evaluation.functional import attribute_agreement
+from xmgie.metrics.functional import attribute_agreement
 from xmgie.models.classifier import build_attribute_classifier, save_attribute_classifier
 from xmgie.training.stage import fit_stage, stage_datamodule
 

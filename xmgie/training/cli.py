@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from data_modules.base import EditDataModule
 from xmgie.training.callbacks import ResumePoint, RunArtifacts
 from xmgie.training.generator_module import XMGIEModule
+from xmgie.training.identity_module import train_missing_identity
 
 
 class StepProgressBar(TQDMProgressBar):
@@ -60,6 +61,12 @@ class XMGIECLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--checkpoint_every", type=int, default=100,
                             help="rewrite checkpoints/last.ckpt every this many steps")
+        parser.add_argument("--train_missing", type=bool, default=False,
+                            help="when the run turns IE on and its identity encoder file is missing, train it first")
+
+    def before_fit(self) -> None:
+        if self.config["fit"].get("train_missing"):
+            train_missing_identity(self.model, self.datamodule)
 
     def instantiate_trainer(self, **kwargs: Any):
         config = self.config[self.subcommand] if self.subcommand else self.config

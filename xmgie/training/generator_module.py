@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from xmgie.checkpoints import GENERATOR_KIND as CHECKPOINT_KIND
 from xmgie.errors import UserError
-from xmgie.evaluation.metrics import EditQuality
+from xmgie.metrics.metrics import EditQuality
 from xmgie.models import losses
 from xmgie.models.build import build_generator
 from xmgie.models.discriminator import PatchDiscriminator
@@ -24,8 +24,8 @@ from xmgie.models.sampling import ddim_edit
 from xmgie.modules.config import ModulesConfig
 from xmgie.modules.identity import IdentityEmbedding, load_identity_weights
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
-from xmgie.training.ema import clip_gradients, ema_update
 from xmgie.training.distributed import average_gradients, ddp_ignore_discriminator, no_gradient_sync
+from xmgie.training.ema import clip_gradients, ema_update
 from xmgie.training.init_from import load_base
 from xmgie.training.schedule import learning_rate
 from xmgie.training.stage import data_facts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from xmgie.errors import UserError
-from xmgie.training.stage import fit_stage, stage_datamodule
 from xmgie.modules.identity import SmallIdentityCNN, save_identity_encoder
+from xmgie.training.stage import fit_stage, stage_datamodule
 
 LOSSES = ("softmax", "arcface")
 
@@ -127,3 +128,14 @@ def train_identity_encoder(dataset: str, out: str | Path, steps: int = 1000, bat
     result["written_to"] = str(save_identity_encoder(module.encoder.cpu(), out, **result))
     Path(out).with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def train_missing_identity(module, dm) -> dict[str, Any] | None:
+    """`xmgie fit --train_missing=true`: when the run turns IE on with the project E_id (encoder "cnn") and its
+    weights file does not exist yet, train it first on the run's dataset (`xmgie identity train`'s defaults, the
+    run's D_id). The stage's result, or None when nothing was missing."""
+    ie = module.modules_cfg.ie
+    if not ie.enabled or ie.encoder != "cnn" or ie.weights is None or Path(ie.weights).exists():
+        return None
+    print(f"training the identity encoder first: {ie.weights}", file=sys.stderr)
+    return train_identity_encoder(dm.name, ie.weights, dim=ie.dim, root=getattr(dm, "root", None))

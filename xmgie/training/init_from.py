@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from xmgie.checkpoints import read_checkpoint
+from xmgie.checkpoints import GENERATOR_KIND, WEIGHTS, is_export, read_checkpoint, read_export
 from xmgie.errors import UserError
+from xmgie.weights import sha256_of
 
 # GeneratorConfig fields that fix the weights' meaning: a base that differs in one of them is another model
 ARCHITECTURE_FIELDS = ("size", "text", "prediction_type", "mask_channel", "pooled_text", "film",
@@ -31,10 +32,6 @@ def is_module_key(key: str) -> bool:
 def read_base(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], int, str]:
     """(generator hyper-parameters, state dict, steps, sha256) of a generator checkpoint or an exported folder (whose
     weights are the sampling weights, without a discriminator)."""
-    from xmgie.evaluation.weights import sha256_of
-    from xmgie.export import WEIGHTS, is_export, read_export
-    from xmgie.training.generator_module import CHECKPOINT_KIND
-
     if is_export(path):
         config, state = read_export(path)
         kind, hparams, step, digest = config.get("kind"), config["hyper_parameters"], config.get("global_step", 0), \
@@ -43,7 +40,7 @@ def read_base(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         ckpt = read_checkpoint(path)
         kind, hparams, state = ckpt["xmgie"]["kind"], ckpt["hyper_parameters"], ckpt["state_dict"]
         step, digest = ckpt.get("global_step", 0), sha256_of(path)
-    if kind != CHECKPOINT_KIND:
+    if kind != GENERATOR_KIND:
         raise UserError(f"init_from {path}: not an xMGIE generator (kind {kind!r})")
     return hparams.get("generator", {}), dict(state), int(step), digest
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torchvision
 
+from xmgie import weights
 from xmgie.errors import UserError
-from xmgie.evaluation import backbones, weights
+from xmgie.metrics import networks
 
 
 @pytest.fixture
@@ -34,10 +35,10 @@ def test_registry_has_a_url_and_a_pin_kind_for_every_backbone():
 
 
 def test_missing_file_gives_an_uncalibrated_backbone_and_strict_names_the_fix(folder):
-    net, info = backbones.inception(seed=3)
+    net, info = networks.inception(seed=3)
     assert not info.calibrated and info.sha256 is None and "seed 3" in info.source
     with pytest.raises(UserError) as err:
-        backbones.inception(strict=True)
+        networks.inception(strict=True)
     msg = str(err.value)
     assert "weights-inception-2015-12-05-6726825d.pth" in msg and "xmgie weights fetch inception" in msg
     assert weights.REGISTRY["inception"].url in msg
@@ -45,8 +46,8 @@ def test_missing_file_gives_an_uncalibrated_backbone_and_strict_names_the_fix(fo
 
 def test_uncalibrated_inception_is_seeded_and_not_degenerate(folder):
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
-    a, _ = backbones.inception(seed=0)
-    b, _ = backbones.inception(seed=0)
+    a, _ = networks.inception(seed=0)
+    b, _ = networks.inception(seed=0)
     pool_a, logits_a = a(x)
     assert torch.equal(pool_a, b(x)[0])
     assert pool_a.shape == (2, 2048) and logits_a.shape == (2, 1008)
@@ -54,11 +55,11 @@ def test_uncalibrated_inception_is_seeded_and_not_degenerate(folder):
 
 
 def test_inception_file_in_the_real_format_loads_and_is_recorded(folder, monkeypatch):
-    source, _ = backbones.inception(seed=7)  # random weights, saved as a user's download would be
+    source, _ = networks.inception(seed=7)  # random weights, saved as a user's download would be
     path = weights.path_of("inception")
     torch.save(source.state_dict(), path)
     pin_to(monkeypatch, "inception", path)
-    net, info = backbones.inception(strict=True, seed=0)
+    net, info = networks.inception(strict=True, seed=0)
     assert info.calibrated and info.sha256 == weights.sha256_of(path) and info.source == str(path)
     x = torch.randint(0, 256, (1, 3, 32, 32), dtype=torch.uint8)
     assert torch.allclose(net(x)[0], source(x)[0])
@@ -67,7 +68,7 @@ def test_inception_file_in_the_real_format_loads_and_is_recorded(folder, monkeyp
 def test_a_wrong_sha256_is_refused_with_a_clear_error(folder):
     path = weights.path_of("inception")
     torch.save({"not": torch.zeros(1)}, path)  # hashes to anything but 6726825d…
-    for build in (lambda: backbones.inception(), lambda: weights.check("inception")):
+    for build in (lambda: networks.inception(), lambda: weights.check("inception")):
         with pytest.raises(UserError) as err:
             build()
         assert "expected 6726825d" in str(err.value) and "delete it" in str(err.value)
@@ -80,7 +81,7 @@ def test_alexnet_file_loads_into_lpips_feature_slices(folder, monkeypatch):
     path = weights.path_of("alexnet")
     torch.save(alex.state_dict(), path)
     pin_to(monkeypatch, "alexnet", path)
-    net, info = backbones.alexnet_lpips(strict=True)
+    net, info = networks.alexnet_lpips(strict=True)
     assert info.calibrated
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     # the deepest LPIPS feature is AlexNet's features[:12] (conv5 + ReLU) on the same input
@@ -94,7 +95,7 @@ def test_unpinned_vggface2_file_is_used_and_its_sha256_recorded(folder):
 
     path = weights.path_of("vggface2")
     torch.save(InceptionResnetV1(pretrained=None).state_dict(), path)
-    encoder, info = backbones.facenet()
+    encoder, info = networks.facenet()
     assert info.calibrated and info.sha256 == weights.sha256_of(path)
     row = next(r for r in weights.status() if r["name"] == "vggface2")
     assert row["state"] == "present" and row["pin"] == "none"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from xmgie.evaluation.convert import to_unit
+from xmgie.metrics.convert import to_unit
 
 DATA_RANGE = 2.0  # images live in [-1, 1]
 MIN_MSE = 1e-12  # an MSE below it (float32 round-off) is an exact copy: PSNR_EXACT dB

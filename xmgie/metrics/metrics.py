@@ -9,7 +9,7 @@ image), and every state has a sum reduction, so DDP ranks sync exactly.
     IdentityScore     IPS: cosine of identity embeddings of edit and reference
     EditingMetrics    the collection, built from the weights folder, with each metric's backbone record
 
-Inputs are (B, 3, H, W) float in [-1, 1]; conversions happen in xmgie.evaluation.convert only.
+Inputs are (B, 3, H, W) float in [-1, 1]; conversions happen in xmgie.metrics.convert only.
 """
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from xmgie.evaluation import backbones
-from xmgie.evaluation.backbones import Backbone
-from xmgie.evaluation.convert import to_lpips, to_signed, to_uint8
-from xmgie.evaluation.functional import (attribute_agreement, frechet_distance, inception_score, mean_abs_change,
-                                         mean_and_cov, psnr_per_image, seam_score, ssim_per_image)
+from xmgie.metrics import networks
+from xmgie.metrics.convert import to_lpips, to_signed, to_uint8
+from xmgie.metrics.functional import (attribute_agreement, frechet_distance, inception_score, mean_abs_change,
+                                      mean_and_cov, psnr_per_image, seam_score, ssim_per_image)
+from xmgie.metrics.networks import MetricNetwork
 
 # Direction of every reported metric: the table writer takes its arrows and bold from here.
 HIGHER_IS_BETTER: dict[str, bool] = {
@@ -227,20 +227,20 @@ class EditingMetrics(nn.Module):
 
     def __init__(self, protocol: str = "targets", inception: bool = True, lpips: bool = True, strict: bool = False,
                  seed: int = 0, splits: int = 10,
-                 attribute_classifier: tuple[nn.Module, Backbone] | None = None,
-                 identity_encoder: tuple[nn.Module, Backbone] | None = None):
+                 attribute_classifier: tuple[nn.Module, MetricNetwork] | None = None,
+                 identity_encoder: tuple[nn.Module, MetricNetwork] | None = None):
         super().__init__()
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.protocol = protocol
         self.metrics = nn.ModuleDict({"quality": EditQuality()})
-        self.backbones: dict[str, Backbone] = {}
+        self.backbones: dict[str, MetricNetwork] = {}
         if inception:
-            net, self.backbones["is"] = backbones.inception(strict, seed)
+            net, self.backbones["is"] = networks.inception(strict, seed)
             self.backbones["fid"] = self.backbones["is"]
             self.metrics["inception"] = InceptionMetrics(net, splits)
         if lpips:
-            net, self.backbones["lpips"] = backbones.alexnet_lpips(strict, seed)
+            net, self.backbones["lpips"] = networks.alexnet_lpips(strict, seed)
             self.metrics["lpips"] = MeanLPIPS(net)
             if protocol == "targets":
                 self.backbones["lpips_outside_mask"] = self.backbones["lpips"]

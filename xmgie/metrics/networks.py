@@ -1,7 +1,7 @@
 """The frozen networks behind the metrics, built from the weights folder or, when a file is missing, from a
 seeded random initialisation that is marked **uncalibrated** (docs/evaluation.md; `strict=True` makes that an error).
 
-Each builder returns the network and a `Backbone` record that travels into every result and table footnote.
+Each builder returns the network and a `MetricNetwork` record that travels into every result and table footnote.
 A user's downloaded file and a test's random-weights file in the same format take the same code path.
 """
 from __future__ import annotations
@@ -15,14 +15,14 @@ from unittest import mock
 import torch
 from torch import nn
 
-from xmgie.evaluation import weights
-from xmgie.evaluation.weights import sha256_of
+from xmgie import weights
+from xmgie.weights import sha256_of
 
 INCEPTION_FEATURES = ("2048", "logits_unbiased")  # FID pool features, IS logits (torch-fidelity's choice)
 
 
 @dataclass(frozen=True)
-class Backbone:
+class MetricNetwork:
     """What a metric was computed with."""
 
     name: str                 # registry name ("inception", "alexnet", "vggface2") or "project"
@@ -47,13 +47,13 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def _resolve(name: str, strict: bool, seed: int) -> tuple[Path | None, Backbone]:
-    """The weights file of `name` (None: missing, use random init) and its Backbone record."""
+def _resolve(name: str, strict: bool, seed: int) -> tuple[Path | None, MetricNetwork]:
+    """The weights file of `name` (None: missing, use random init) and its MetricNetwork record."""
     found = weights.check(name) if strict else weights.locate(name)
     if found is None:
-        return None, Backbone(name, False, None, f"random init (seed {seed}); {weights.path_of(name)} missing")
+        return None, MetricNetwork(name, False, None, f"random init (seed {seed}); {weights.path_of(name)} missing")
     path, digest = found
-    return path, Backbone(name, True, digest, str(path))
+    return path, MetricNetwork(name, True, digest, str(path))
 
 
 def variance_preserving_init(net: nn.Module) -> nn.Module:
@@ -73,7 +73,7 @@ def _freeze(net: nn.Module) -> nn.Module:
     return net.requires_grad_(False).eval()
 
 
-def inception(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone]:
+def inception(strict: bool = False, seed: int = 0) -> tuple[nn.Module, MetricNetwork]:
     """torch-fidelity's Inception-v3: uint8 (B, 3, H, W) -> (pool (B, 2048), logits_unbiased (B, 1008))."""
     import torch_fidelity.feature_extractor_inceptionv3 as tfi
 
@@ -90,7 +90,7 @@ def inception(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone]
     return _freeze(net.to(memory_format=torch.channels_last)), info
 
 
-def alexnet_lpips(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone]:
+def alexnet_lpips(strict: bool = False, seed: int = 0) -> tuple[nn.Module, MetricNetwork]:
     """lpips.LPIPS with the AlexNet backbone; the calibrated linear heads ship inside the lpips package.
     Input: two (B, 3, H, W) in [-1, 1]; output (B, 1, 1, 1) distances."""
     import lpips
@@ -111,7 +111,7 @@ def alexnet_lpips(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backb
     return _freeze(net), info
 
 
-def facenet(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone]:
+def facenet(strict: bool = False, seed: int = 0) -> tuple[nn.Module, MetricNetwork]:
     """The VGGFace2 InceptionResnetV1 as an identity encoder (see xmgie.modules.identity.FaceNetIdentity)."""
     from xmgie.modules.identity import FaceNetIdentity, load_identity_weights
 
@@ -123,6 +123,6 @@ def facenet(strict: bool = False, seed: int = 0) -> tuple[nn.Module, Backbone]:
     return _freeze(encoder), info
 
 
-def project_file(kind: str, path: str | Path) -> Backbone:
+def project_file(kind: str, path: str | Path) -> MetricNetwork:
     """Record for a network the project trained itself (E_id, the attribute classifier)."""
-    return Backbone(kind, True, sha256_of(path), str(path))
+    return MetricNetwork(kind, True, sha256_of(path), str(path))

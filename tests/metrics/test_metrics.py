@@ -2,8 +2,8 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from xmgie.evaluation.functional import psnr_per_image, ssim_per_image
-from xmgie.evaluation.metrics import EditQuality
+from xmgie.metrics.functional import psnr_per_image, ssim_per_image
+from xmgie.metrics.metrics import EditQuality
 
 
 def _pair(seed=0):
@@ -96,7 +96,7 @@ def _np_band(m: np.ndarray, r: int) -> np.ndarray:
 
 
 def test_boundary_band_and_seam_score_match_numpy():
-    from xmgie.evaluation.functional import boundary_band, seam_score
+    from xmgie.metrics.functional import boundary_band, seam_score
 
     src, tgt, edit, mask = _masked_triplet()
     for r in (1, 2):
@@ -132,8 +132,8 @@ def test_leakage_is_the_ratio_of_mean_changes_outside_and_inside_the_mask():
 
 
 def test_lpips_outside_the_mask_ignores_the_inside():
-    from xmgie.evaluation.convert import LPIPS_MIN_SIZE
-    from xmgie.evaluation.metrics import MeanLPIPS
+    from xmgie.metrics.convert import LPIPS_MIN_SIZE
+    from xmgie.metrics.metrics import MeanLPIPS
 
     class L1Net(torch.nn.Module):  # stands in for LPIPS: any per-image distance shows what is compared
         def forward(self, a, b):

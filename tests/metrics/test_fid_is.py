@@ -4,7 +4,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from xmgie.evaluation.metrics import InceptionMetrics
+from xmgie.metrics.metrics import InceptionMetrics
 
 
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:

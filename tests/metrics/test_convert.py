@@ -1,7 +1,7 @@
 """Each backbone's input conversion, pinned."""
 import torch
 
-from xmgie.evaluation.convert import LPIPS_MIN_SIZE, to_lpips, to_signed, to_uint8, to_unit
+from xmgie.metrics.convert import LPIPS_MIN_SIZE, to_lpips, to_signed, to_uint8, to_unit
 
 
 def test_uint8_for_inception_maps_the_ends_and_rounds_like_a_png():
