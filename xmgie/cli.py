@@ -23,12 +23,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
 from pathlib import Path
 
 from xmgie.errors import UserError
+from xmgie.stage_config import add_config_arguments, config_from
+from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, DeriveStageConfig, ExpanderStageConfig,
+                                   IdentityStageConfig)
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 TRUST_HELP = ("unpickle the checkpoint (and --mllm) fully, as older versions did: only for files you made yourself "
@@ -186,28 +190,6 @@ def _random_ip2p(args: argparse.Namespace) -> None:
         raise UserError(str(err)) from None
 
 
-def _baseline_train(args: argparse.Namespace) -> None:
-    from xmgie.baselines.train import train_baseline
-
-    print(json.dumps(train_baseline(args.method, args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
-                                    resolution=args.resolution, seed=args.seed, root=args.data_root,
-                                    channels=args.channels)))
-
-
-def _baseline_derive(args: argparse.Namespace) -> None:
-    from xmgie.baselines.pfb_diff import derive_pfb_diff
-
-    print(derive_pfb_diff(args.source, args.out))
-
-
-def _attributes_train(args: argparse.Namespace) -> None:
-    from xmgie.training.attribute_module import train_attribute_classifier
-
-    print(json.dumps(train_attribute_classifier(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
-                                                arch=args.arch, lr=args.lr, resolution=args.resolution,
-                                                seed=args.seed, root=args.data_root)))
-
-
 def _data_preview(args: argparse.Namespace) -> None:
     from data_modules.base import build_datamodule
     from xmgie.visualize import save_grid
@@ -277,19 +259,6 @@ def _data_verify(args: argparse.Namespace) -> None:
                         f"--dataset {args.dataset} --root {root}` fetches what a script can")
 
 
-def _mllm_train(args: argparse.Namespace) -> None:
-    from xmgie.training.expander_module import train_instruction_expander
-
-    try:
-        result = train_instruction_expander(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
-                                            lr=args.lr, resolution=args.resolution, seed=args.seed,
-                                            root=args.data_root, pretrained_lm=args.pretrained_lm,
-                                            eval_images=args.eval_images, visual_tokens=args.visual_tokens)
-    except (FileNotFoundError, ValueError) as err:
-        raise UserError(str(err)) from None
-    print(json.dumps(result))
-
-
 def _mllm_expand(args: argparse.Namespace) -> None:
     from xmgie.conditioning.instruction import load_expander
     from xmgie.inference import image_to_tensor, read_image
@@ -303,27 +272,60 @@ def _mllm_expand(args: argparse.Namespace) -> None:
                          no_repeat_ngram_size=3 if args.beams > 1 else 0, zero_prefix=args.without_image)[0])
 
 
-def _identity_train(args: argparse.Namespace) -> None:
+def _identity_train(cfg) -> None:
     from xmgie.training.identity_module import train_identity_encoder
 
-    print(json.dumps(train_identity_encoder(args.dataset, args.out, steps=args.steps, batch_size=args.batch_size,
-                                            resolution=args.resolution, dim=args.dim, loss=args.loss,
-                                            seed=args.seed, root=args.data_root)))
+    print(json.dumps(train_identity_encoder(**dataclasses.asdict(cfg))))
 
 
-def _stage_arguments(p: argparse.ArgumentParser, out_help: str, steps: int, batch_size: int) -> None:
-    """What every training stage (identity, attributes, mllm) takes: dataset, data root, output, budget, seed."""
-    p.add_argument("--dataset", default="shapes")
-    p.add_argument("--data-root", help="where a dataset on disk lives (default data/<dataset>)")
-    p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--resolution", type=int, help="default: the dataset's")
-    p.add_argument("--seed", type=int, default=0)
+def _attributes_train(cfg) -> None:
+    from xmgie.training.attribute_module import train_attribute_classifier
+
+    print(json.dumps(train_attribute_classifier(**dataclasses.asdict(cfg))))
+
+
+def _mllm_train(cfg) -> None:
+    from xmgie.training.expander_module import train_instruction_expander
+
+    try:
+        result = train_instruction_expander(**dataclasses.asdict(cfg))
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    print(json.dumps(result))
+
+
+def _baseline_train(cfg) -> None:
+    from xmgie.baselines.train import train_baseline
+
+    print(json.dumps(train_baseline(**dataclasses.asdict(cfg))))
+
+
+def _baseline_derive(cfg) -> None:
+    from xmgie.baselines.pfb_diff import derive_pfb_diff
+
+    print(derive_pfb_diff(cfg.source, cfg.out))
+
+
+# The stage commands, each declared once by its config class (xmgie/stage_config.py: options, help, --config):
+# (command, subcommand, config class, what runs it)
+STAGE_COMMANDS = (
+    ("identity", "train", IdentityStageConfig, _identity_train),
+    ("attributes", "train", AttributeStageConfig, _attributes_train),
+    ("mllm", "train", ExpanderStageConfig, _mllm_train),
+    ("baseline", "train", BaselineStageConfig, _baseline_train),
+    ("baseline", "derive", DeriveStageConfig, _baseline_derive),
+)
+
+
+def _add_stage_command(group, name: str, cls: type, run) -> argparse.ArgumentParser:
+    summary = (cls.__doc__ or "").split("\n\n")[0].split(": ", 1)[-1].replace("\n", " ")
+    parser = group.add_parser(name, help=summary, description=summary)
+    add_config_arguments(parser, cls)
+    parser.set_defaults(func=lambda args: run(config_from(cls, args)))  # the fields; the rest is ignored
+    return parser
 
 
 def _file_parser() -> argparse.ArgumentParser:
-    from xmgie.models.classifier import CLASSIFIERS  # (the dataset code is imported only by the commands using it)
 
     p = argparse.ArgumentParser(
         prog="xmgie", description="xMGIE: instruction-guided image editing",
@@ -443,26 +445,16 @@ def _file_parser() -> argparse.ArgumentParser:
     wr.add_argument("--seed", type=int, default=0)
     wr.set_defaults(func=_random_ip2p)
 
-    b = sub.add_parser("baseline", help="Table 1's GAN baselines and PFB-Diff (xmgie/baselines/)")
-    bsub = b.add_subparsers(dest="baseline_command", required=True)
-    bt = bsub.add_parser("train", help="train a GAN baseline (sisgan, tagan, manigan, hifill)")
-    bt.add_argument("--method", required=True, choices=("sisgan", "tagan", "manigan", "hifill"))
-    _stage_arguments(bt, "checkpoint to write (a .json summary is written beside it)", 1300, None)
-    bt.add_argument("--channels", type=int, default=32, help="base width of generator and discriminator")
-    bt.set_defaults(func=_baseline_train)
-    bd = bsub.add_parser("derive", help="PFB-Diff from a trained generator without modules (mgie): no training")
-    bd.add_argument("--method", required=True, choices=("pfb_diff",))
-    bd.add_argument("--from", dest="source", required=True, help="the mgie generator checkpoint")
-    bd.add_argument("--out", required=True, help="checkpoint to write")
-    bd.set_defaults(func=_baseline_derive)
-
-    a = sub.add_parser("attributes", help="the attribute classifier behind AA")
-    asub = a.add_subparsers(dest="attributes_command", required=True)
-    at = asub.add_parser("train", help="train a multi-label classifier on a dataset's attributes; prints JSON")
-    _stage_arguments(at, "weights file to write (a .json summary is written beside it)", 1000, 64)
-    at.add_argument("--arch", default="cnn", choices=tuple(CLASSIFIERS))
-    at.add_argument("--lr", type=float, default=2e-3)
-    at.set_defaults(func=_attributes_train)
+    groups = {"baseline": "Table 1's GAN baselines and PFB-Diff (xmgie/baselines/)",
+              "attributes": "the attribute classifier behind AA",
+              "mllm": "the instruction expander (visual-aware LM, §3.2)",
+              "identity": "the identity encoder E_id of the IE module"}
+    subparsers = {}
+    for command, text in groups.items():
+        subparsers[command] = sub.add_parser(command, help=text).add_subparsers(dest=f"{command}_command",
+                                                                                required=True)
+    for command, name, cls, run in STAGE_COMMANDS:
+        _add_stage_command(subparsers[command], name, cls, run)
 
     d = sub.add_parser("data", help="look at a dataset")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -506,17 +498,7 @@ def _file_parser() -> argparse.ArgumentParser:
     fx.add_argument("--n", type=int, default=12, help="images (at least 6)")
     fx.set_defaults(func=_data_fixture)
 
-    m = sub.add_parser("mllm", help="the instruction expander (visual-aware LM, §3.2)")
-    msub = m.add_subparsers(dest="mllm_command", required=True)
-    mt = msub.add_parser("train", help="train it on a dataset's (image, prompt, instruction) triples; prints JSON")
-    _stage_arguments(mt, "expander file to write (a .json of held-out metrics beside it)", 1500, 32)
-    mt.add_argument("--lr", type=float, default=1e-3)
-    mt.add_argument("--pretrained-lm", help="a local GPT-2 folder (weights + tokenizer) to start from")
-    mt.add_argument("--eval-images", type=int, default=256, help="held-out images scored after training")
-    mt.add_argument("--visual-tokens", default="patches", choices=("patches", "pooled"),
-                    help="one token per ViT patch (LLaVA) or K tokens from the pooled embedding (ClipCap)")
-    mt.set_defaults(func=_mllm_train)
-    mx = msub.add_parser("expand", help="print the expressive instruction for an image and a prompt")
+    mx = subparsers["mllm"].add_parser("expand", help="print the expressive instruction for an image and a prompt")
     mx.add_argument("--mllm", required=True)
     mx.add_argument("--image", required=True)
     mx.add_argument("--prompt", required=True)
@@ -524,13 +506,6 @@ def _file_parser() -> argparse.ArgumentParser:
     mx.add_argument("--without-image", action="store_true", help="zero the visual prefix (the ablation)")
     mx.set_defaults(func=_mllm_expand)
 
-    i = sub.add_parser("identity", help="the identity encoder E_id of the IE module")
-    isub = i.add_subparsers(dest="identity_command", required=True)
-    it = isub.add_parser("train", help="train the small E_id CNN on a dataset's identity labels; prints JSON")
-    _stage_arguments(it, "weights file to write (a .json summary is written beside it)", 1000, 32)
-    it.add_argument("--dim", type=int, default=64, help="embedding size D_id")
-    it.add_argument("--loss", default="softmax", choices=("softmax", "arcface"))
-    it.set_defaults(func=_identity_train)
     return p
 
 

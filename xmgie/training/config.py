@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, TypeVar, get_type_hints
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_type_hints
 
 T = TypeVar("T")
 
@@ -130,3 +130,110 @@ def coerce(cls: type[T], value: Any) -> T:
         if dataclasses.is_dataclass(hints[f.name]) and isinstance(kwargs.get(f.name), dict):
             kwargs[f.name] = coerce(hints[f.name], kwargs[f.name])
     return cls(**kwargs)
+
+
+@dataclass
+class DataStageConfig:
+    """What every training stage besides the generator takes (`xmgie <stage> train`).
+
+    Attributes:
+        out: the file to write (a .json summary is written beside it).
+        dataset: the dataset's name (shapes, cub, flowers, coco, celebahq, cars, deepfashion, triplets).
+        root: where a dataset on disk lives (default data/<dataset>).
+        steps: optimiser updates.
+        batch_size: images per update.
+        resolution: image side in pixels (default: the dataset's).
+        seed: the seed of the data order and the initial weights.
+    """
+
+    out: str
+    dataset: str = "shapes"
+    root: str | None = field(default=None, metadata={"flag": "--data-root"})
+    steps: int = 1000
+    batch_size: int = 32
+    resolution: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class IdentityStageConfig(DataStageConfig):
+    """`xmgie identity train`: the small E_id CNN of the IE module on a dataset's identity labels; prints JSON.
+
+    Attributes:
+        out: weights file to write (a .json summary is written beside it).
+        dim: embedding size D_id.
+        lr: learning rate.
+        loss: softmax classification or ArcFace margins.
+    """
+
+    dim: int = 64
+    lr: float = 2e-3
+    loss: Literal["softmax", "arcface"] = "softmax"
+
+
+@dataclass
+class AttributeStageConfig(DataStageConfig):
+    """`xmgie attributes train`: the multi-label classifier behind AA on a dataset's attributes; prints JSON.
+
+    Attributes:
+        out: weights file to write (a .json summary is written beside it).
+        arch: the classifier (a small CNN, or a ResNet-18 from scratch).
+        lr: learning rate.
+    """
+
+    batch_size: int = 64
+    arch: Literal["cnn", "resnet18"] = "cnn"
+    lr: float = 2e-3
+
+
+@dataclass
+class ExpanderStageConfig(DataStageConfig):
+    """`xmgie mllm train`: the instruction expander on a dataset's (image, prompt, instruction) triples; prints
+    JSON.
+
+    Attributes:
+        out: expander file to write (a .json of held-out metrics beside it).
+        lr: learning rate.
+        pretrained_lm: a local GPT-2 folder (weights + tokenizer) to start from.
+        eval_images: held-out images scored after training.
+        visual_tokens: one token per ViT patch (LLaVA) or K tokens from the pooled embedding (ClipCap).
+    """
+
+    steps: int = 1500
+    lr: float = 1e-3
+    pretrained_lm: str | None = None
+    eval_images: int = 256
+    visual_tokens: Literal["patches", "pooled"] = "patches"
+
+
+@dataclass
+class BaselineStageConfig(DataStageConfig):
+    """`xmgie baseline train`: a GAN baseline of Table 1 with the data settings of the generator run; prints JSON.
+
+    Attributes:
+        method: the GAN baseline.
+        out: checkpoint to write (a .json summary is written beside it).
+        batch_size: images per update (default: the generator run's).
+        channels: base width of generator and discriminator.
+    """
+
+    method: Literal["sisgan", "tagan", "manigan", "hifill"] = field(default=None, metadata={"required": True})
+    steps: int = 1300
+    batch_size: int | None = None
+    channels: int = 32
+
+
+@dataclass
+class DeriveStageConfig:
+    """`xmgie baseline derive`: PFB-Diff from a trained generator without modules (mgie): no training; prints the
+    checkpoint written.
+
+    Attributes:
+        method: the training-free method.
+        source: the mgie generator checkpoint.
+        out: checkpoint to write.
+    """
+
+    method: Literal["pfb_diff"]
+    source: str = field(metadata={"flag": "--from"})
+    out: str

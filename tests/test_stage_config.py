@@ -1,0 +1,54 @@
+"""Stage commands declared once by their config class: options, help, YAML --config, round trip."""
+import dataclasses
+from typing import get_args, get_type_hints
+
+import pytest
+
+from tests.test_cli import run_cli
+from xmgie.cli import STAGE_COMMANDS, _file_parser
+from xmgie.errors import UserError
+from xmgie.stage_config import config_from, field_docs, flag, required, to_yaml
+
+REQUIRED = {"out": "x.pt", "source": "m.ckpt"}
+
+
+def _minimal(cls) -> dict:
+    """The required fields of `cls`: a path, or the first of its choices."""
+    hints = get_type_hints(cls)
+    return {f.name: REQUIRED.get(f.name) or get_args(hints[f.name])[0] for f in dataclasses.fields(cls)
+            if required(f)}
+
+
+@pytest.mark.parametrize("command,name,cls", [(c, n, k) for c, n, k, _ in STAGE_COMMANDS],
+                         ids=[f"{c}-{n}" for c, n, _, _ in STAGE_COMMANDS])
+def test_every_stage_command_has_its_help_and_round_trips_through_yaml(command, name, cls, tmp_path):
+    proc = run_cli(command, name, "--help")
+    assert proc.returncode == 0
+    docs = field_docs(cls)
+    for field in dataclasses.fields(cls):
+        assert flag(field) in proc.stdout and docs.get(field.name), field.name  # every option, with its help
+    config = config_from(cls, _minimal(cls))
+    (tmp_path / "c.yaml").write_text(to_yaml(config))
+    args = _file_parser().parse_args([command, name, "--config", str(tmp_path / "c.yaml")])
+    assert config_from(cls, args) == config
+
+
+def test_the_command_line_overrides_the_config_file_and_bad_files_are_one_line_errors(tmp_path):
+    from xmgie.training.config import IdentityStageConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("out: a.pt\nsteps: 7\nloss: arcface\n")
+    args = _file_parser().parse_args(["identity", "train", "--config", str(path), "--steps", "9",
+                                      "--data-root", "/d"])
+    assert config_from(IdentityStageConfig, args) == IdentityStageConfig(out="a.pt", steps=9, loss="arcface",
+                                                                         root="/d")
+    for text, message in (("out: a.pt\nsteps: many\n", "--steps: expected int"),
+                          ("out: a.pt\nepochs: 3\n", r"unknown option\(s\) epochs"),
+                          ("steps: 3\n", "--out required"), ("- out\n", "expected a mapping")):
+        path.write_text(text)
+        with pytest.raises(UserError, match=message):
+            config_from(IdentityStageConfig, _file_parser().parse_args(["identity", "train", "--config", str(path)]))
+    proc = run_cli("baseline", "train", "--out", str(tmp_path / "b.ckpt"))
+    assert proc.returncode == 2 and "--method required" in proc.stderr
+    proc = run_cli("baseline", "train", "--method", "stylegan", "--out", "b.ckpt")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr

@@ -1,0 +1,116 @@
+"""A stage command declared once: its typed config dataclass is the command's options.
+
+Each field becomes `--field-name` (or the flag in its metadata), with the field's type, its default (a field
+without one, or marked required, must be given) and, as help, the field's entry in the class docstring's
+`Attributes:` section; a `Literal[...]` type gives the choices. Every such command also takes `--config FILE.yaml` (the same fields by
+name; the command line overrides the file), and `to_yaml` writes a config that `--config` reads back.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import types
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from xmgie.errors import UserError
+
+T = TypeVar("T")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """{field: its description} from the `Attributes:` section of `cls`'s docstring (and its bases')."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        text = klass.__dict__.get("__doc__") or ""
+        section = text.split("Attributes:", 1)[1] if "Attributes:" in text else ""
+        name = None
+        for line in section.splitlines():
+            entry = re.match(r"^\s{4,8}(\w+):\s*(.*)$", line)
+            if entry and not line.startswith(" " * 12):
+                name, docs[entry.group(1)] = entry.group(1), entry.group(2).strip()
+            elif name and line.strip():
+                docs[name] += " " + line.strip()
+            elif not line.strip():
+                name = None
+    return docs
+
+
+def required(field: dataclasses.Field) -> bool:
+    """No default, or `metadata={"required": True}` (a subclass's field after its base's defaulted ones)."""
+    return field.metadata.get("required", False) or (field.default is dataclasses.MISSING and
+                                                      field.default_factory is dataclasses.MISSING)
+
+
+def flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+
+
+def _scalar(hint: Any) -> tuple[Any, tuple | None]:
+    """(the parsing type, choices) of a field's type: `int | None` parses as int; a Literal gives choices."""
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if get_origin(hint) is Literal:
+        choices = get_args(hint)
+        return type(choices[0]), choices
+    return hint, None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """The options of config class `cls` on `parser` (values arrive only when given: `config_from` merges them)."""
+    hints, docs = get_type_hints(cls), field_docs(cls)
+    parser.add_argument("--config", dest="_config", default=argparse.SUPPRESS, metavar="FILE",
+                        help="a YAML file of these options by field name (the command line overrides it)")
+    for field in dataclasses.fields(cls):
+        kind, choices = _scalar(hints[field.name])
+        shown = " (required)" if required(field) else "" if field.default is None else f" (default: {field.default})"
+        text = docs.get(field.name, "") + shown
+        if kind is bool:
+            parser.add_argument(flag(field), dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=text)
+        else:
+            parser.add_argument(flag(field), dest=field.name, type=kind, choices=choices, default=argparse.SUPPRESS,
+                                help=text, metavar=None if choices else field.name.upper())
+
+
+def config_from(cls: type[T], args: argparse.Namespace | dict[str, Any]) -> T:
+    """`cls` from its defaults, then the `--config` file, then the options given; a required field left out,
+    an unknown key in the file or a value `cls` refuses is a one-line UserError."""
+    given = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if "_config" in given:
+        path = Path(given.pop("_config"))
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UserError(f"--config {path}: not a readable YAML file ({err})") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"--config {path}: expected a mapping of option names to values")
+        unknown = sorted(set(loaded) - set(names))
+        if unknown:
+            raise UserError(f"--config {path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        values.update(loaded)
+    values.update({k: v for k, v in given.items() if k in names})
+    hints = get_type_hints(cls)
+    for name, value in values.items():  # a file's value of the wrong type (a command line's was parsed)
+        kind, choices = _scalar(hints[name])
+        if value is None or kind not in (int, float, str, bool) or isinstance(value, kind) or \
+                (kind is float and isinstance(value, int) and not isinstance(value, bool)):
+            continue
+        raise UserError(f"{flag(names[name])}: expected {kind.__name__}, got {value!r}")
+    missing = [flag(f) for f in names.values() if required(f) and values.get(f.name) is None]
+    if missing:
+        raise UserError(f"{', '.join(missing)} required (on the command line or in --config)")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise UserError(str(err)) from None
+
+
+def to_yaml(config: Any) -> str:
+    """The config as YAML that `--config` reads back to an equal config."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
