@@ -30,7 +30,8 @@ import sys
 from pathlib import Path
 
 from xmgie.errors import UserError
-from xmgie.stage_config import add_config_arguments, config_from
+from xmgie.evaluation.config import EvaluateStageConfig
+from xmgie.stage_config import add_config_arguments, config_from, field_docs, flag
 from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, DeriveStageConfig, ExpanderStageConfig,
                                    IdentityStageConfig)
 
@@ -66,11 +67,12 @@ def _mask_settings(args: argparse.Namespace):
 
 
 def _mask_arguments(p: argparse.ArgumentParser) -> None:
-    """The automatic mask's settings (Watch Your Steps' relevance map; DiffEdit's averaging)."""
-    p.add_argument("--mask-threshold", type=float, default=0.5, help="τ on the normalised relevance map")
-    p.add_argument("--mask-timestep", type=float, default=0.8, help="noise level of the relevance map, fraction of T")
-    p.add_argument("--mask-draws", type=int, default=1, help="noise draws averaged (DiffEdit; 1: Watch Your Steps)")
-    p.add_argument("--mask-smooth", type=float, default=0.0, help="Gaussian σ (working-resolution px) on the map")
+    """The automatic mask's settings (Watch Your Steps' relevance map; DiffEdit's averaging), as `xmgie evaluate`
+    declares them."""
+    docs = field_docs(EvaluateStageConfig)
+    for f in dataclasses.fields(EvaluateStageConfig):
+        if f.name.startswith("mask_"):
+            p.add_argument(flag(f), type=type(f.default), default=f.default, help=docs[f.name])
 
 
 def _edit(args: argparse.Namespace) -> None:
@@ -113,18 +115,22 @@ def _demo(args: argparse.Namespace) -> None:
     launch(args.ckpt, args.mllm, args.device, args.host, args.port, args.share)
 
 
-def _evaluate(args: argparse.Namespace) -> None:
+def _evaluate(cfg: EvaluateStageConfig) -> None:
+    from xmgie.checkpoints import trust_file
     from xmgie.evaluation.evaluate import evaluate_checkpoint, write_result
+    from xmgie.modules.mask_predictor import MaskPredictorConfig
 
-    _trust(args)
-    result = evaluate_checkpoint(args.ckpt, args.dataset, args.split, limit=args.limit, steps=args.steps,
-                                 batch_size=args.batch_size, seed=args.seed, guidance_text=args.guidance_text,
-                                 guidance_image=args.guidance_image, identity=args.identity,
-                                 attributes=args.attributes, inception=not args.no_inception,
-                                 lpips=not args.no_lpips, strict_weights=args.strict_weights, method=args.name,
-                                 device=args.device, data_root=args.data_root, bf16=args.bf16, masks=args.mask,
-                                 mask_settings=_mask_settings(args), train_missing=args.train_missing)
-    out = args.out or Path("results") / result["dataset"] / f"{args.name}.json"
+    options = dataclasses.asdict(cfg)
+    out, trust = options.pop("out"), options.pop("trust_checkpoint")
+    try:
+        settings = MaskPredictorConfig(*(options.pop(f"mask_{k}") for k in ("timestep", "draws", "threshold",
+                                                                             "smooth")))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if trust:
+        trust_file(cfg.ckpt)
+    result = evaluate_checkpoint(**options, mask_settings=settings)
+    out = out or Path("results") / result["dataset"] / f"{cfg.method}.json"
     result["written_to"] = str(write_result(result, out))
     for metric in result["uncalibrated"]:
         print(f"warning: {metric} uses an UNCALIBRATED backbone ({result['backbones'][metric]['source']}); "
@@ -307,13 +313,14 @@ def _baseline_derive(cfg) -> None:
 
 
 # The stage commands, each declared once by its config class (xmgie/stage_config.py: options, help, --config):
-# (command, subcommand, config class, what runs it)
+# (command, subcommand or None, config class, what runs it)
 STAGE_COMMANDS = (
     ("identity", "train", IdentityStageConfig, _identity_train),
     ("attributes", "train", AttributeStageConfig, _attributes_train),
     ("mllm", "train", ExpanderStageConfig, _mllm_train),
     ("baseline", "train", BaselineStageConfig, _baseline_train),
     ("baseline", "derive", DeriveStageConfig, _baseline_derive),
+    ("evaluate", None, EvaluateStageConfig, _evaluate),
 )
 
 
@@ -369,35 +376,7 @@ def _file_parser() -> argparse.ArgumentParser:
     d.add_argument("--share", action="store_true", help="also open a public Gradio link (off by default)")
     d.set_defaults(func=_demo)
 
-    v = sub.add_parser("evaluate", help="edit a dataset split, compute IS/FID/LPIPS/SSIM/PSNR(/AA/IPS), write JSON")
-    v.add_argument("--ckpt", required=True, help="generator checkpoint or exported folder")
-    v.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    v.add_argument("--dataset", help="dataset name (default: the one the checkpoint was trained on)")
-    v.add_argument("--split", default="test", choices=("train", "val", "test"))
-    v.add_argument("--limit", type=int, help="edit at most this many images")
-    v.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
-    v.add_argument("--guidance-text", type=float)
-    v.add_argument("--guidance-image", type=float)
-    v.add_argument("--batch-size", type=int, default=32)
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--identity", help="IPS encoder: an E_id file (make train-identity) or 'vggface2'")
-    v.add_argument("--attributes", help="AA classifier file (make train-attr)")
-    v.add_argument("--train-missing", action="store_true", help="train a missing --identity / --attributes file "
-                   "first on the dataset; where it has no such labels, leave IPS / AA out")
-    v.add_argument("--no-inception", action="store_true", help="skip IS and FID (the slowest metrics)")
-    v.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    v.add_argument("--strict-weights", action="store_true",
-                   help="a missing pretrained backbone is an error instead of an uncalibrated metric")
-    v.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
-    v.add_argument("--data-root", help="where the dataset lives (default: the root the checkpoint was trained on)")
-    v.add_argument("--bf16", action="store_true", help="edit under bfloat16 autocast (GPUs; the ip2p model)")
-    v.add_argument("--mask", default="dataset", choices=("dataset", "auto", "anywhere"),
-                   help="what the editor is given: the dataset's masks, predicted ones (their IoU is recorded) or "
-                        "none ('anywhere'); the metrics always score against the dataset's masks")
-    _mask_arguments(v)
-    v.add_argument("--name", default="xmgie", help="method name: results/<dataset>/<name>.json")
-    v.add_argument("--out", help="output JSON path (overrides --name)")
-    v.set_defaults(func=_evaluate)
+    _add_stage_command(sub, "evaluate", EvaluateStageConfig, _evaluate)
 
     x = sub.add_parser("export", help="a trained editor as a folder to share: safetensors, config.json, model card")
     x.add_argument("--ckpt", required=True, help="generator or baseline checkpoint (or an exported folder)")
@@ -454,7 +433,8 @@ def _file_parser() -> argparse.ArgumentParser:
         subparsers[command] = sub.add_parser(command, help=text).add_subparsers(dest=f"{command}_command",
                                                                                 required=True)
     for command, name, cls, run in STAGE_COMMANDS:
-        _add_stage_command(subparsers[command], name, cls, run)
+        if name is not None:
+            _add_stage_command(subparsers[command], name, cls, run)
 
     d = sub.add_parser("data", help="look at a dataset")
     dsub = d.add_subparsers(dest="data_command", required=True)
