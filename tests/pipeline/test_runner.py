@@ -341,3 +341,10 @@ def test_a_failed_stage_blocks_only_its_dependents_when_stages_run_at_once(tmp_p
     final = runner.execute(stages, log=lambda _: None, jobs=3)
     assert [final[s.label] for s in stages] == ["failed", "done", "done", "blocked", "blocked"]
     assert [s.status() for s in stages] == ["pending", "done", "done", "pending", "pending"]
+
+
+def test_jobs_below_one_is_a_one_line_error():
+    from tests.test_cli import run_cli
+
+    proc = run_cli("run", "--spec", "experiments/tables/table2.yaml", "--budget", "smoke", "--jobs", "0")
+    assert proc.returncode == 2 and "--jobs must be at least 1, got 0" in proc.stderr
