@@ -333,7 +333,6 @@ def _add_stage_command(group, name: str, cls: type, run) -> argparse.ArgumentPar
 
 
 def _file_parser() -> argparse.ArgumentParser:
-
     p = argparse.ArgumentParser(
         prog="xmgie", description="xMGIE: instruction-guided image editing",
         epilog="training: xmgie fit|validate|test --config experiments/train.yaml --data experiments/data/shapes.yaml "
