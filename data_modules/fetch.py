@@ -121,7 +121,8 @@ def loader_report(dataset: str, root: Path) -> str:
     except (UserError, FileNotFoundError, KeyError, ValueError) as err:
         raise UserError(f"{dataset} at {root} does not load: {str(err).splitlines()[0]}") from None
     notes = "; ".join(f"{k}: {v}" for k, v in dm.notes.items())
-    return f"{dataset}: " + ", ".join(f"{n:,} {split}" for split, n in counts.items()) + (f" ({notes})" if notes else "")
+    counted = ", ".join(f"{n:,} {split}" for split, n in counts.items())
+    return f"{dataset}: {counted}" + (f" ({notes})" if notes else "")
 
 
 @dataclass

@@ -4,8 +4,8 @@
 A part is one published file: an archive unpacked into the root, or a file placed there as is. `gives` is the
 path it puts under the root, so a part counts as present once that path exists. Checksums are the md5s that
 widely used dataset code pins for the same files (torchvision's Flowers102; several CUB loaders); a part without
-one (COCO publishes none) is checked by unpacking alone. A part whose `url` is None cannot be fetched by a script (a login, a licence form,
-a Drive quota): the source's `manual` text says what to do instead.
+one (COCO publishes none) is checked by unpacking alone. A part whose `url` is None cannot be fetched by a script
+(a login, a licence form, a Drive quota): the source's `manual` text says what to do instead.
 """
 from __future__ import annotations
 

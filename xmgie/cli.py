@@ -40,8 +40,9 @@ TRUST_HELP = ("unpickle the checkpoint (and --mllm) fully, as older versions did
               "(by default only tensors and plain data are read, so nothing in a file can run)")
 
 
-def _trust(args: argparse.Namespace) -> None:
-    """--trust-checkpoint: unpickle the given --ckpt (and --mllm) fully; only for files the user made."""
+def _trust(args) -> None:
+    """--trust-checkpoint: unpickle the given --ckpt (and --mllm) fully; only for files the user made. `args`: parsed
+    options or a stage config with those fields."""
     from xmgie.checkpoints import trust_file
 
     if getattr(args, "trust_checkpoint", False):
@@ -57,7 +58,8 @@ def _export(args: argparse.Namespace) -> None:
     print(export_editor(args.ckpt, args.out, args.results))
 
 
-def _mask_settings(args: argparse.Namespace):
+def _mask_settings(args):
+    """The --mask-* options (parsed, or a stage config's fields) as the predictor's settings."""
     from xmgie.modules.mask_predictor import MaskPredictorConfig
 
     try:
@@ -116,21 +118,13 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _evaluate(cfg: EvaluateStageConfig) -> None:
-    from xmgie.checkpoints import trust_file
     from xmgie.evaluation.evaluate import evaluate_checkpoint, write_result
-    from xmgie.modules.mask_predictor import MaskPredictorConfig
 
-    options = dataclasses.asdict(cfg)
-    out, trust = options.pop("out"), options.pop("trust_checkpoint")
-    try:
-        settings = MaskPredictorConfig(*(options.pop(f"mask_{k}") for k in ("timestep", "draws", "threshold",
-                                                                             "smooth")))
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    if trust:
-        trust_file(cfg.ckpt)
-    result = evaluate_checkpoint(**options, mask_settings=settings)
-    out = out or Path("results") / result["dataset"] / f"{cfg.method}.json"
+    _trust(cfg)
+    options = {k: v for k, v in dataclasses.asdict(cfg).items()
+               if k not in ("out", "trust_checkpoint") and not k.startswith("mask_")}
+    result = evaluate_checkpoint(**options, mask_settings=_mask_settings(cfg))
+    out = cfg.out or Path("results") / result["dataset"] / f"{cfg.method}.json"
     result["written_to"] = str(write_result(result, out))
     for metric in result["uncalibrated"]:
         print(f"warning: {metric} uses an UNCALIBRATED backbone ({result['backbones'][metric]['source']}); "

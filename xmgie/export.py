@@ -80,7 +80,8 @@ def export_editor(ckpt: str | Path, out: str | Path, results: str | Path | None 
     if getattr(module, "base_info", None):
         marker["base"] = module.base_info
     config = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "kind": marker["kind"],
-              "method": marker["method"], "weights": which, "global_step": step, "hyper_parameters": hparams, "xmgie": marker}
+              "method": marker["method"], "weights": which, "global_step": step, "hyper_parameters": hparams,
+              "xmgie": marker}
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt"})
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")

@@ -2,8 +2,9 @@
 
 Each field becomes `--field-name` (or the flag in its metadata), with the field's type, its default (a field
 without one, or marked required, must be given) and, as help, the field's entry in the class docstring's
-`Attributes:` section; a `Literal[...]` type gives the choices. Every such command also takes `--config FILE.yaml` (the same fields by
-name; the command line overrides the file), and `to_yaml` writes a config that `--config` reads back.
+`Attributes:` section; a `Literal[...]` type gives the choices. Every such command also takes `--config FILE.yaml`
+(the same fields by name; the command line overrides the file), and `to_yaml` writes a config that `--config` reads
+back.
 """
 from __future__ import annotations
 

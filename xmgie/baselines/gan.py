@@ -18,14 +18,12 @@ import lightning as L
 import torch
 from torch import nn
 
-from xmgie.checkpoints import BASELINE_KIND
+from xmgie.checkpoints import BASELINE_KIND as CHECKPOINT_KIND
 from xmgie.conditioning.text_encoder import TextEncoder, TextEncoderConfig, word_tokens
 from xmgie.metrics.metrics import EditQuality
 from xmgie.models import losses
 from xmgie.training.config import coerce
 from xmgie.training.ema import clip_gradients
-
-CHECKPOINT_KIND = BASELINE_KIND
 
 
 class Text(NamedTuple):

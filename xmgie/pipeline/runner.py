@@ -408,15 +408,16 @@ def execute(stages: list[Stage], log=print, entry: Callable[[list[str]], None] |
             jobs: int = 1) -> dict[str, str]:
     """Run what is not done, up to `jobs` stages at once (each given its share of the cores), a stage as soon as
     its needs are done; a failure skips only the stages that need it. {label: status}, in the stages' order."""
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    jobs = max(1, jobs)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     final: dict[str, str] = {n.label: "done" if n.status() == "done" else "missing"  # needs outside this list
                              for s in stages for n in s.needs if n not in stages}
     waiting = list(stages)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         running: dict[Any, Stage] = {}
         while waiting or running:
             for s in list(waiting):  # in order: the first stages whose needs are settled go first
-                if len(running) >= max(1, jobs):
+                if len(running) >= jobs:
                     break
                 states = [final.get(n.label) for n in s.needs]
                 if any(state is None for state in states):
