@@ -79,18 +79,21 @@ table: $(STAMP)
 
 # The paper's tables as resumable pipelines (xmgie run): what is done is kept, an interrupted run resumes, a
 # failed stage is reported with its log. BUDGET=smoke|cpu|paper (default: paper with a GPU, else cpu).
+# EXECUTOR=local (processes here) | slurm (each stage a submitit job) | submitit-local (those jobs, run here).
 BUDGET ?= auto
+EXECUTOR ?= local
 DATASETS ?= $(DATASET)
 RUN_ROOTS := $(if $(DATA_ROOT),--data-root $(DATASET)=$(DATA_ROOT))
+PIPELINE := $(XMGIE) run --budget $(BUDGET) --executor $(EXECUTOR) $(RUN_ROOTS)
 ablation: $(STAMP)
-	$(XMGIE) run --spec experiments/tables/table2.yaml --budget $(BUDGET) --datasets $(DATASETS) $(RUN_ROOTS) $(ARGS)
+	$(PIPELINE) --spec experiments/tables/table2.yaml --datasets $(DATASETS) $(ARGS)
 
 # Full xMGIE with the fine-tuning forms of its modules vs the paper's literal ones (reuses Table 2's stages).
 literal: $(STAMP)
-	$(XMGIE) run --spec experiments/tables/literal.yaml --budget $(BUDGET) --datasets $(DATASETS) $(RUN_ROOTS) $(ARGS)
+	$(PIPELINE) --spec experiments/tables/literal.yaml --datasets $(DATASETS) $(ARGS)
 
 table1: $(STAMP)
-	$(XMGIE) run --spec experiments/tables/table1.yaml --budget $(BUDGET) $(RUN_ROOTS) $(ARGS)
+	$(PIPELINE) --spec experiments/tables/table1.yaml $(ARGS)
 
 # Every stage of TABLE's pipeline: done / running / failed (with its log) / interrupted / pending.
 status: $(STAMP)

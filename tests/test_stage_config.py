@@ -7,7 +7,7 @@ import pytest
 from tests.test_cli import run_cli
 from xmgie.cli import STAGE_COMMANDS, _file_parser
 from xmgie.errors import UserError
-from xmgie.stage_config import config_from, field_docs, flag, required, to_yaml
+from xmgie.stage_config import config_from, field_docs, flag, required, to_argv, to_yaml
 
 REQUIRED = {"out": "x.pt", "source": "m.ckpt", "ckpt": "m.ckpt"}
 
@@ -32,6 +32,11 @@ def test_every_stage_command_has_its_help_and_round_trips_through_yaml(command, 
     (tmp_path / "c.yaml").write_text(to_yaml(config))
     args = _file_parser().parse_args([*words, "--config", str(tmp_path / "c.yaml")])
     assert config_from(cls, args) == config
+    # a budget's settings by field name become options that parse back to the same values (bools as --no-x)
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
+    settings.update({f.name: not f.default for f in dataclasses.fields(cls) if isinstance(f.default, bool)})
+    args = _file_parser().parse_args([*words, *to_argv(cls, settings, "budget")])
+    assert dataclasses.asdict(config_from(cls, args)) == {**dataclasses.asdict(config), **settings}
 
 
 def test_the_command_line_overrides_the_config_file_and_bad_files_are_one_line_errors(tmp_path):
@@ -53,3 +58,16 @@ def test_the_command_line_overrides_the_config_file_and_bad_files_are_one_line_e
     assert proc.returncode == 2 and "--method required" in proc.stderr
     proc = run_cli("baseline", "train", "--method", "stylegan", "--out", "b.ckpt")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_budget_settings_are_checked_against_the_stage_config():
+    from xmgie.evaluation.config import EvaluateStageConfig
+
+    assert to_argv(EvaluateStageConfig, {"limit": 8, "inception": False, "masks": "auto"}, "b") == [
+        "--limit", "8", "--no-inception", "--mask", "auto"]
+    for settings, message in (({"limt": 8}, r"b: unknown setting\(s\) limt; known: ckpt, "),
+                              ({"limit": "8"}, "b: --limit: expected int, got '8'"),
+                              ({"limit": True}, "b: --limit: expected int, got True"),
+                              ({"masks": "painted"}, "b: --mask: expected one of dataset, auto, anywhere")):
+        with pytest.raises(UserError, match=message):
+            to_argv(EvaluateStageConfig, settings, "b")

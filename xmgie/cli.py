@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -152,8 +151,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run_table(args.spec, args.budget, args.datasets, roots, args.status, args.work, args.results, stage=args.stage,
-              executor=args.executor, sbatch_options=shlex.split(args.sbatch or ""), jobs=args.jobs,
-              entry=main)
+              executor=args.executor, sbatch=args.sbatch, jobs=args.jobs, entry=main)
 
 
 def _weights(args: argparse.Namespace) -> None:
@@ -394,10 +392,12 @@ def _file_parser() -> argparse.ArgumentParser:
     r.add_argument("--status", action="store_true", help="list every stage (done/running/failed/…) and exit")
     r.add_argument("--work", default="runs/pipeline", help="folder of the stages")
     r.add_argument("--results", default=".", help="where results/ (result files, tables, plots) is written")
-    r.add_argument("--executor", default="local", choices=("local", "slurm"), help="slurm: submit each stage not "
-                   "done as a job (sbatch, dependencies between them), then a job that renders the table")
-    r.add_argument("--sbatch", help="options for every job, e.g. '--partition=gpu --gres=gpu:1 --time=12:00:00'")
-    r.add_argument("--stage", help="run this stage alone (what a SLURM job runs); its needs must be done")
+    r.add_argument("--executor", default="local", choices=("local", "submitit-local", "slurm"), help="local: "
+                   "processes here; slurm: each stage not done as a submitit job (after the jobs of its needs, "
+                   "the budget's resources), then a job that renders the table; submitit-local: the same jobs as "
+                   "local subprocesses")
+    r.add_argument("--sbatch", help="extra #SBATCH options for every job, e.g. '--partition=gpu --account=lab'")
+    r.add_argument("--stage", help="run this stage alone; its needs must be done")
     r.add_argument("--jobs", type=int, help="stages run at once by the local executor, the cores shared among "
                    "them (default: the budget's `jobs`, else 1)")
     r.set_defaults(func=_run)

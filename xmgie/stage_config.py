@@ -96,13 +96,8 @@ def config_from(cls: type[T], args: argparse.Namespace | dict[str, Any]) -> T:
             raise UserError(f"--config {path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(names)}")
         values.update(loaded)
     values.update({k: v for k, v in given.items() if k in names})
-    hints = get_type_hints(cls)
     for name, value in values.items():  # a file's value of the wrong type (a command line's was parsed)
-        kind, choices = _scalar(hints[name])
-        if value is None or kind not in (int, float, str, bool) or isinstance(value, kind) or \
-                (kind is float and isinstance(value, int) and not isinstance(value, bool)):
-            continue
-        raise UserError(f"{flag(names[name])}: expected {kind.__name__}, got {value!r}")
+        _check_type(cls, names[name], value, "")
     missing = [flag(f) for f in names.values() if required(f) and values.get(f.name) is None]
     if missing:
         raise UserError(f"{', '.join(missing)} required (on the command line or in --config)")
@@ -110,6 +105,34 @@ def config_from(cls: type[T], args: argparse.Namespace | dict[str, Any]) -> T:
         return cls(**values)
     except (TypeError, ValueError) as err:
         raise UserError(str(err)) from None
+
+
+def _check_type(cls: type, field: dataclasses.Field, value: Any, where: str) -> None:
+    """A one-line UserError unless `value` fits the field's scalar type and choices (None passes)."""
+    kind, choices = _scalar(get_type_hints(cls)[field.name])
+    if value is None or kind not in (int, float, str, bool):
+        return
+    fits = (kind is bool) == isinstance(value, bool) and (isinstance(value, kind) or
+                                                           kind is float and isinstance(value, int))
+    if not fits:
+        raise UserError(f"{where}{flag(field)}: expected {kind.__name__}, got {value!r}")
+    if choices and value not in choices:
+        raise UserError(f"{where}{flag(field)}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def to_argv(cls: type, settings: dict[str, Any], where: str) -> list[str]:
+    """Settings by field name as the command's options: `{steps: 1000, inception: false}` → `--steps 1000
+    --no-inception`. An unknown field or a value of the wrong type is a one-line UserError naming `where`."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    argv: list[str] = []
+    for name, value in settings.items():
+        _check_type(cls, fields[name], value, f"{where}: ")
+        option = flag(fields[name])
+        argv += [option if value else "--no-" + option[2:]] if isinstance(value, bool) else [option, str(value)]
+    return argv
 
 
 def to_yaml(config: Any) -> str:

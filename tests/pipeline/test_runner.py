@@ -105,6 +105,48 @@ def test_an_interrupted_run_resumes_without_repeating_finished_stages(table1_run
         assert resumed["metrics"] == whole["metrics"]
 
 
+def test_the_submitit_local_executor_gives_the_same_results_and_resumes_after_a_kill(table1_run, tmp_path):
+    """The stages as submitit jobs (real subprocesses, the code a SLURM job runs): killed mid-evaluation, run
+    again, it keeps what finished and gives the numbers of the default executor's run on the same stages."""
+    import yaml
+
+    spec = yaml.safe_load((REPO / "experiments/tables/table1.yaml").read_text())
+    spec.update(datasets=spec["datasets"][:1], methods=[m for m in spec["methods"] if m["name"] == "hifill"])
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    work = tmp_path / "pipe"
+    for done in (table1_run / "pipe" / "shapes").glob("[ia][dt]*-*"):  # identity, attributes: the same keys
+        shutil.copytree(done, work / "shapes" / done.name)
+    cmd = [sys.executable, "-m", "xmgie.cli", "run", "--spec", str(tmp_path / "spec.yaml"), "--budget", "smoke",
+           "--work", str(work), "--results", str(tmp_path), "--executor", "submitit-local"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        records = _stage_records(work)
+        if any(n.startswith("evaluate-") and r.get("status") == "running" for n, r in records.items()):
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner, the job processes and the stage
+            break
+        time.sleep(0.2)
+    proc.wait(timeout=60)
+    killed = {n: r for n, r in _stage_records(work).items() if n.startswith("evaluate-")}
+    assert [r["status"] for r in killed.values()] == ["running"], "no evaluation stage was seen running"
+    before = {n: r for n, r in _stage_records(work).items() if r["status"] == "done"}
+    assert {n.split("-")[0] for n in before} == {"identity", "attributes", "baseline"}
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "submitted shapes/evaluate/hifill/seed0" in again.stdout and "submitted shapes/baseline" not in again.stdout
+    after = _stage_records(work)
+    for name, rec in before.items():  # finished stages were kept, not run again
+        assert after[name] == rec
+    (name, rec), = killed.items()
+    assert after[name]["status"] == "done" and after[name]["attempts"] == 2
+    assert any((work / "shapes" / name / "submitit").rglob("*_result.pkl"))  # it ran as a submitit job
+    resumed = json.loads((tmp_path / "results" / "shapes" / "hifill.json").read_text())
+    whole = json.loads((table1_run / "results" / "shapes" / "hifill.json").read_text())
+    assert resumed["metrics"] == whole["metrics"]
+    assert "| HiFill |" in (tmp_path / "results" / "table1.md").read_text()
+
+
 def test_an_interrupted_generator_resumes_from_its_last_checkpoint(table1_run, tmp_path):
     work = shutil.copytree(table1_run / "pipe", tmp_path / "pipe")
     gen = next(work.glob("shapes/generator-xmgie-*"))
@@ -348,3 +390,21 @@ def test_jobs_below_one_is_a_one_line_error():
 
     proc = run_cli("run", "--spec", "experiments/tables/table2.yaml", "--budget", "smoke", "--jobs", "0")
     assert proc.returncode == 2 and "--jobs must be at least 1, got 0" in proc.stderr
+
+
+def test_budgets_declare_every_stage_in_one_syntax_checked_against_its_command(tmp_path):
+    smoke = load_budget("smoke", REPO)
+    assert smoke["identity"] == ["--steps", "4", "--batch-size", "8", "--resolution", "16"]
+    assert smoke["generator"][:2] == ["--config", "experiments/smoke.yaml"]
+    assert "--data.init_args.resolution=16" in smoke["generator"] and smoke["base"][0] == "--trainer.max_steps=4"
+    assert load_budget("paper", REPO)["base"] is None  # no base stage: the pretrained folder is the base
+    (tmp_path / "experiments").mkdir()
+    budgets = tmp_path / "experiments" / "budgets.yaml"
+    budgets.write_text("b: {seeds: [0], generator: {trainer.enable_progress_bar: false, config: a.yaml}}\n")
+    assert load_budget("b", tmp_path)["generator"] == ["--trainer.enable_progress_bar=false", "--config", "a.yaml"]
+    for text, message in (("b: {seeds: [0], identity: {stepz: 4}}", r"budgets.yaml b.identity: unknown setting"),
+                          ("b: {seeds: [0], evaluate: {limit: all}}", "b.evaluate: --limit: expected int"),
+                          ("b: {seeds: [0], base: [--trainer.max_steps=4]}", "b.base: expected settings as a map")):
+        budgets.write_text(text + "\n")
+        with pytest.raises(UserError, match=message):
+            load_budget("b", tmp_path)

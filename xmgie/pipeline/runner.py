@@ -41,6 +41,7 @@ from typing import Any, Callable
 import yaml
 
 from xmgie.errors import UserError
+from xmgie.stage_config import to_argv
 
 BUDGETS_FILE = "experiments/budgets.yaml"
 TRAIN_CONFIG = "experiments/train.yaml"
@@ -80,11 +81,13 @@ class Stage:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def status(self) -> str:
-        """done | running | queued (a SLURM job waiting) | failed | interrupted | pending."""
+        """done | running | queued (a submitted job waiting) | failed | blocked | interrupted | pending."""
         rec = self.record()
         state = rec.get("status", "pending")
         if state in ("running", "queued") and rec.get("slurm_job"):  # its process lives on another node
             return state if slurm_job_state(rec["slurm_job"]) in SLURM_ALIVE else "interrupted"
+        if state == "queued" and not _alive(int(rec.get("job") or 0)):  # a local submitit job, by its pid
+            return "interrupted"
         if state == "running" and not _alive(rec.get("pid")):
             return "interrupted"
         if state == "done" and not self.output.exists():
@@ -93,13 +96,17 @@ class Stage:
 
 
 def _alive(pid: int | None) -> bool:
+    """Whether process `pid` runs (a zombie, ended but not yet reaped by its parent, does not)."""
     if not pid:
         return False
     try:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: os.kill's answer
 
 
 SLURM_ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
@@ -127,7 +134,8 @@ def _key(stage: Stage, repo: Path) -> str:
 
 
 def load_budget(name: str, repo: Path) -> dict[str, Any]:
-    """A budget of experiments/budgets.yaml; "auto": "paper" with a GPU, else "cpu"."""
+    """A budget of experiments/budgets.yaml with each stage's settings as its command-line options
+    (`budget_argv`); "auto": "paper" with a GPU, else "cpu"."""
     if name == "auto":
         import torch
 
@@ -135,7 +143,45 @@ def load_budget(name: str, repo: Path) -> dict[str, Any]:
     budgets = yaml.safe_load((repo / BUDGETS_FILE).read_text())
     if name not in budgets:
         raise UserError(f"unknown budget {name!r}; {BUDGETS_FILE} has {', '.join(budgets)}")
-    return {"name": name, **budgets[name]}
+    budget = {"name": name, **budgets[name]}
+    for entry in (*FIT_SETTINGS, *STAGE_CONFIGS):
+        if budget.get(entry) is not None:  # `base: null`: no base stage
+            budget[entry] = budget_argv(budget, entry)
+    return budget
+
+
+FIT_SETTINGS = ("generator", "base", "finetune", "scratch")  # budget entries of `xmgie fit` (jsonargparse keys)
+
+
+def _stage_configs() -> dict[str, type]:
+    from xmgie.evaluation.config import EvaluateStageConfig
+    from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, ExpanderStageConfig,
+                                       IdentityStageConfig)
+
+    return {"identity": IdentityStageConfig, "attributes": AttributeStageConfig, "mllm": ExpanderStageConfig,
+            "baseline": BaselineStageConfig, "evaluate": EvaluateStageConfig}
+
+
+STAGE_CONFIGS = _stage_configs()  # budget entries of the stage commands declared by a config (stage_config.py)
+
+
+def budget_argv(budget: dict[str, Any], entry: str) -> list[str]:
+    """A budget entry's settings (`{field: value}`) as its command's options. Stage commands take their config's field names (`steps: 1000` → `--steps 1000`; an unknown field
+    or a wrong type is an error naming the budget); `xmgie fit` takes jsonargparse keys (`trainer.max_steps: 200`
+    → `--trainer.max_steps=200`, `config: [a.yaml]` → `--config a.yaml`)."""
+    settings = budget[entry]
+    where = f"{BUDGETS_FILE} {budget['name']}.{entry}"
+    if not isinstance(settings, dict):
+        raise UserError(f"{where}: expected settings as a mapping (field: value), got {settings!r}")
+    if entry in STAGE_CONFIGS:
+        return to_argv(STAGE_CONFIGS[entry], settings, where)
+    argv: list[str] = []
+    for key, value in settings.items():
+        if key == "config":
+            argv += [a for c in ([value] if isinstance(value, str) else value) for a in ("--config", c)]
+        else:
+            argv.append(f"--{key}={json.dumps(value) if isinstance(value, bool) else value}")
+    return argv
 
 
 def dataset_facts(dataset: str, root: str | None) -> tuple[bool, str, int, int]:
@@ -446,7 +492,7 @@ def execute(stages: list[Stage], log=print, entry: Callable[[list[str]], None] |
 
 
 def run_one(stages: list[Stage], label: str, entry: Callable[[list[str]], None] | None = None) -> str:
-    """Run the stage called `label` alone (a SLURM job's work); its needs must be done. Returns "done"."""
+    """Run the stage called `label` alone; its needs must be done. Returns "done"."""
     by_label = {s.label: s for s in stages}
     if label not in by_label:
         raise UserError(f"no stage {label!r} in this plan (xmgie run --status lists them)")
