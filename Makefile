@@ -14,7 +14,7 @@ RUN := runs/$(DATASET)/$(NAME)
 CKPT ?= $(RUN)/checkpoints/last.ckpt
 IDENTITY := runs/$(DATASET)/identity/encoder.pt
 ATTRIBUTES := runs/$(DATASET)/attributes/classifier.pt
-MLLM := runs/$(DATASET)/mllm/expander.pt
+EXPANDER := runs/$(DATASET)/expander/expander.pt
 METHOD ?= xmgie
 ARGS ?=
 # the training config: experiments/train.yaml (tiny, CPU) or experiments/ip2p.yaml (InstructPix2Pix, GPU)
@@ -24,7 +24,7 @@ DATA_ROOT ?=
 DATA_ARG := $(if $(DATA_ROOT),--data.init_args.root=$(DATA_ROOT))
 STAGE_ROOT := $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
-.PHONY: data setup train train-identity train-attr train-mllm train-baseline evaluate table ablation literal table1 status \
+.PHONY: data setup train train-identity train-attr train-expander train-mllm train-baseline evaluate table ablation literal table1 status \
 	test test-browser demo demo-setup bench bench-metrics preview clean
 
 $(STAMP): pyproject.toml
@@ -53,11 +53,12 @@ train-identity: $(STAMP)
 train-attr: $(STAMP)
 	$(XMGIE) attributes train --dataset $(DATASET) $(STAGE_ROOT) --out $(ATTRIBUTES) $(ARGS)
 
-# The instruction expander (writes $(MLLM) and a .json with held-out token accuracy and BLEU, with the image
-# and with the visual prefix zeroed). Then: xmgie edit --mllm $(MLLM) …, or train the generator on its
-# instructions with ARGS="--model.text_source=expander --model.expander=$(MLLM)".
-train-mllm: $(STAMP)
-	$(XMGIE) mllm train --dataset $(DATASET) $(STAGE_ROOT) --out $(MLLM) $(ARGS)
+# The instruction expander, MGIE's MLLM (writes $(EXPANDER) and a .json with held-out token accuracy and BLEU,
+# with the image and with the visual prefix zeroed). Then: xmgie edit --expander $(EXPANDER) …, or train the
+# generator on its instructions with ARGS="--model.text_source=expander --model.expander=$(EXPANDER)".
+train-expander: $(STAMP)
+	$(XMGIE) expander train --dataset $(DATASET) $(STAGE_ROOT) --out $(EXPANDER) $(ARGS)
+train-mllm: train-expander
 
 # A GAN baseline of Table 1 (METHOD=sisgan|tagan|manigan|hifill) with the data settings of `make train`; then
 # `make evaluate METHOD=sisgan CKPT=runs/$(DATASET)/sisgan/baseline.ckpt`. xmgie/baselines/ has every method.
@@ -111,10 +112,10 @@ $(DEMO_STAMP): $(STAMP) pyproject.toml
 demo-setup: $(DEMO_STAMP)
 
 # A local web page over CKPT (default: make train's checkpoint) at http://127.0.0.1:$(PORT), with the instruction
-# expander when make train-mllm has written one (or MLLM=<file>).
+# expander when make train-expander has written one (or EXPANDER=<file>).
 PORT ?= 7860
 demo: $(DEMO_STAMP)
-	$(XMGIE) demo --ckpt $(CKPT) --port $(PORT) $(if $(wildcard $(MLLM)),--mllm $(MLLM)) $(ARGS)
+	$(XMGIE) demo --ckpt $(CKPT) --port $(PORT) $(if $(wildcard $(EXPANDER)),--expander $(EXPANDER)) $(ARGS)
 
 # The demo page in headless chromium (apt-get install chromium chromium-driver; skipped without them) and through
 # gradio_client. XMGIE_SCREENSHOT=<path> keeps the page's screenshot.

@@ -1,6 +1,6 @@
 """Edit latency with the instruction expander on this machine; writes benchmarks/results/expander_cpu.json.
 
-    python benchmarks/bench_expander.py [--mllm runs/shapes/mllm/expander.pt] [--repeats 10]
+    python benchmarks/bench_expander.py [--expander runs/shapes/expander/expander.pt] [--repeats 10]
 
 One `shapes` test image, batch 1, the default generator (experiments/train.yaml; random weights cost the same as
 trained ones): the expansion (greedy, and beam search with 3 beams), 32 DDIM steps, and the two together. With a
@@ -46,7 +46,7 @@ def main() -> None:
     from xmgie.training.generator_module import XMGIEModule
 
     p = argparse.ArgumentParser()
-    p.add_argument("--mllm", default=str(REPO / "runs/shapes/mllm/expander.pt"))
+    p.add_argument("--expander", default=str(REPO / "runs/shapes/expander/expander.pt"))
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "expander_cpu.json"))
     args = p.parse_args()
@@ -56,9 +56,9 @@ def main() -> None:
                    args=["--config", str(REPO / "experiments/train.yaml"), "--data",
                          str(REPO / "experiments/data/shapes.yaml"), "--trainer.logger=false"])
     module = cli.model.eval()
-    trained = Path(args.mllm).is_file()
+    trained = Path(args.expander).is_file()
     if trained:
-        expander = load_expander(args.mllm)
+        expander = load_expander(args.expander)
     else:
         sample_texts = [t for i in range(500) for t in (make_sample(i, 32).prompt, make_sample(i, 32).instruction)]
         expander = InstructionExpander(ExpanderConfig(), CompactBPE.build(sample_texts)).eval()
@@ -75,7 +75,7 @@ def main() -> None:
             "expand_greedy_then_ddim32_s": lambda: module.edit(batch, steps=32,
                                                                texts=expander.generate(src, [sample.prompt])),
         }, args.repeats)
-    out = {"benchmark": "expander", "expander": args.mllm if trained else "random weights, default size (worst "
+    out = {"benchmark": "expander", "expander": args.expander if trained else "random weights, default size (worst "
            "case: decodes to the maximum length)", "prompt": sample.prompt, "expanded": expanded,
            "expander_parameters": sum(p.numel() for p in expander.parameters()), "repeats": args.repeats,
            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),

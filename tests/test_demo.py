@@ -38,10 +38,10 @@ def test_the_settings_command_spells_every_setting_once():
     s = DemoSettings("make it red", "paint the circle red", "painted", 7, 12, 3.0, None, ["gb", "cam"])
     args = shlex.split(s.command("run/last.ckpt", "run/expander.pt"))
     assert args[:2] == ["xmgie", "edit"] and args[args.index("--mask") + 1] == "mask.png"
-    assert args[args.index("--instruction") + 1] == "paint the circle red" and "--mllm" not in args  # given as is
+    assert args[args.index("--instruction") + 1] == "paint the circle red" and "--expander" not in args  # given as is
     assert args[args.index("--modules-off") + 1] == "gb,cam" and "--guidance-image" not in args
     auto = shlex.split(DemoSettings("make it red", mask="auto").command("c.ckpt", "e.pt"))
-    assert auto[auto.index("--mask") + 1] == "auto" and auto[auto.index("--mllm") + 1] == "e.pt"
+    assert auto[auto.index("--mask") + 1] == "auto" and auto[auto.index("--expander") + 1] == "e.pt"
 
 
 def test_the_bundled_examples_exist():

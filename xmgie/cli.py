@@ -13,8 +13,8 @@
     xmgie data verify --dataset cub [--root data/cub]              which parts are there; does the loader read it
     xmgie data masks --root data/triplets --ckpt C --out M      predicted masks for triplets without any
     xmgie identity train --dataset shapes --out runs/shapes/identity/encoder.pt
-    xmgie mllm train --dataset shapes --out runs/shapes/mllm/expander.pt     the instruction expander
-    xmgie mllm expand --mllm M --image I --prompt P                          its expressive instruction
+    xmgie expander train --dataset shapes --out runs/shapes/expander/expander.pt   the instruction expander
+    xmgie expander expand --expander M --image I --prompt P                    its expressive instruction
     xmgie attributes train --dataset shapes --out runs/shapes/attributes/classifier.pt
     xmgie baseline train --method sisgan --dataset shapes --out runs/shapes/sisgan/baseline.ckpt   Table 1's GANs
     xmgie baseline derive --method pfb_diff --from <mgie ckpt> --out runs/shapes/pfb_diff/baseline.ckpt
@@ -35,17 +35,17 @@ from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, De
                                    IdentityStageConfig)
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
-TRUST_HELP = ("unpickle the checkpoint (and --mllm) fully, as older versions did: only for files you made yourself "
+TRUST_HELP = ("unpickle the checkpoint (and --expander) fully, as older versions did: only for files you made yourself "
               "(by default only tensors and plain data are read, so nothing in a file can run)")
 
 
 def _trust(args) -> None:
-    """--trust-checkpoint: unpickle the given --ckpt (and --mllm) fully; only for files the user made. `args`: parsed
+    """--trust-checkpoint: unpickle the given --ckpt (and --expander) fully; only for files the user made. `args`: parsed
     options or a stage config with those fields."""
     from xmgie.checkpoints import trust_file
 
     if getattr(args, "trust_checkpoint", False):
-        for path in (args.ckpt, getattr(args, "mllm", None)):
+        for path in (args.ckpt, getattr(args, "expander", None)):
             if path:
                 trust_file(path)
 
@@ -84,10 +84,10 @@ def _edit(args: argparse.Namespace) -> None:
 
     _trust(args)
     jobs = plan(args.image, args.prompt, args.prompts, args.mask, args.out, args.save_mask)
-    pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.mllm,
+    pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.expander,
                                         bf16=args.bf16, masks=_mask_settings(args))
-    how = ("given with --instruction" if args.instruction is not None else f"expanded by {args.mllm}" if args.mllm
-           else "the prompt itself: no instruction expander given (--mllm)")
+    how = ("given with --instruction" if args.instruction is not None else f"expanded by {args.expander}" if args.expander
+           else "the prompt itself: no instruction expander given (--expander)")
     off = [m.strip() for m in (args.modules_off or "").split(",") if m.strip()]
     pipe.check_modules(off)  # before any photo is read
     requests = (EditRequest(read_image(j.image), j.prompt, j.mask if isinstance(j.mask, str) else read_mask(j.mask),
@@ -113,7 +113,7 @@ def _demo(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1") or args.share:
         print(f"xmgie demo: serving beyond this machine ({'a public link' if args.share else args.host}): anyone "
               f"who reaches it can run edits", file=sys.stderr)
-    launch(args.ckpt, args.mllm, args.device, args.host, args.port, args.share)
+    launch(args.ckpt, args.expander, args.device, args.host, args.port, args.share)
 
 
 def _evaluate(cfg: EvaluateStageConfig) -> None:
@@ -257,12 +257,12 @@ def _data_verify(args: argparse.Namespace) -> None:
                         f"--dataset {args.dataset} --root {root}` fetches what a script can")
 
 
-def _mllm_expand(args: argparse.Namespace) -> None:
+def _expander_expand(args: argparse.Namespace) -> None:
     from xmgie.conditioning.instruction import load_expander
     from xmgie.inference import image_to_tensor, read_image
 
     try:
-        model = load_expander(args.mllm)
+        model = load_expander(args.expander)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
     image = image_to_tensor(read_image(args.image), model.cfg.image_size)
@@ -282,7 +282,7 @@ def _attributes_train(cfg) -> None:
     print(json.dumps(train_attribute_classifier(**dataclasses.asdict(cfg))))
 
 
-def _mllm_train(cfg) -> None:
+def _expander_train(cfg) -> None:
     from xmgie.training.expander_module import train_instruction_expander
 
     try:
@@ -309,7 +309,7 @@ def _baseline_derive(cfg) -> None:
 STAGE_COMMANDS = (
     ("identity", "train", IdentityStageConfig, _identity_train),
     ("attributes", "train", AttributeStageConfig, _attributes_train),
-    ("mllm", "train", ExpanderStageConfig, _mllm_train),
+    ("expander", "train", ExpanderStageConfig, _expander_train),
     ("baseline", "train", BaselineStageConfig, _baseline_train),
     ("baseline", "derive", DeriveStageConfig, _baseline_derive),
     ("evaluate", None, EvaluateStageConfig, _evaluate),
@@ -349,7 +349,8 @@ def _file_parser() -> argparse.ArgumentParser:
     e.add_argument("--guidance-text", type=float, help="text guidance scale s_T")
     e.add_argument("--guidance-image", type=float, help="image guidance scale s_I")
     e.add_argument("--seed", type=int, default=0, help="noise seed (each photo gets this seed's noise)")
-    e.add_argument("--mllm", help="instruction expander file (make train-mllm): expands the prompt first")
+    e.add_argument("--expander", "--mllm", help="instruction expander file (make train-expander): expands the prompt "
+                   "first")
     e.add_argument("--beams", type=int, default=1, help="beam search width of the expansion (1: greedy)")
     e.add_argument("--instruction", help="the instruction the generator reads, as given (no expansion of the prompt)")
     e.add_argument("--modules-off", help="comma-separated modules of the checkpoint not to use: pfb,cam,ie,gb")
@@ -360,7 +361,7 @@ def _file_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a local web page to edit photos (make demo; needs the demo extra)")
     d.add_argument("--ckpt", required=True, help="generator checkpoint or exported folder")
     d.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    d.add_argument("--mllm", help="instruction expander file: the page shows (and lets you change) its expansion")
+    d.add_argument("--expander", "--mllm", help="instruction expander file: the page shows (and lets you change) its expansion")
     d.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     d.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     d.add_argument("--port", type=int, default=7860)
@@ -419,12 +420,13 @@ def _file_parser() -> argparse.ArgumentParser:
 
     groups = {"baseline": "Table 1's GAN baselines and PFB-Diff (xmgie/baselines/)",
               "attributes": "the attribute classifier behind AA",
-              "mllm": "the instruction expander (visual-aware LM, §3.2)",
+              "expander": "the instruction expander (visual-aware LM, §3.2; also called as `xmgie mllm`)",
               "identity": "the identity encoder E_id of the IE module"}
     subparsers = {}
     for command, text in groups.items():
-        subparsers[command] = sub.add_parser(command, help=text).add_subparsers(dest=f"{command}_command",
-                                                                                required=True)
+        aliases = ["mllm"] if command == "expander" else []  # the paper's name for it, the command's old name
+        subparsers[command] = sub.add_parser(command, aliases=aliases, help=text).add_subparsers(
+            dest=f"{command}_command", required=True)
     for command, name, cls, run in STAGE_COMMANDS:
         if name is not None:
             _add_stage_command(subparsers[command], name, cls, run)
@@ -471,13 +473,13 @@ def _file_parser() -> argparse.ArgumentParser:
     fx.add_argument("--n", type=int, default=12, help="images (at least 6)")
     fx.set_defaults(func=_data_fixture)
 
-    mx = subparsers["mllm"].add_parser("expand", help="print the expressive instruction for an image and a prompt")
-    mx.add_argument("--mllm", required=True)
+    mx = subparsers["expander"].add_parser("expand", help="print the expressive instruction for an image and a prompt")
+    mx.add_argument("--expander", "--mllm", required=True)
     mx.add_argument("--image", required=True)
     mx.add_argument("--prompt", required=True)
     mx.add_argument("--beams", type=int, default=1)
     mx.add_argument("--without-image", action="store_true", help="zero the visual prefix (the ablation)")
-    mx.set_defaults(func=_mllm_expand)
+    mx.set_defaults(func=_expander_expand)
 
     return p
 

@@ -42,13 +42,13 @@ class DemoSettings:
     guidance_image: float | None = None
     modules_off: list[str] = field(default_factory=list)
 
-    def command(self, ckpt: str, mllm: str | None, image: str = "photo.png", mask_file: str = "mask.png") -> str:
+    def command(self, ckpt: str, expander: str | None, image: str = "photo.png", mask_file: str = "mask.png") -> str:
         args = ["xmgie", "edit", "--ckpt", ckpt, "--image", image, "--prompt", self.prompt,
                 "--mask", mask_file if self.mask == "painted" else self.mask, "--seed", str(self.seed)]
         if self.instruction:
             args += ["--instruction", self.instruction]
-        elif mllm:
-            args += ["--mllm", mllm]
+        elif expander:
+            args += ["--expander", expander]
         for flag, value in (("--steps", self.steps), ("--guidance-text", self.guidance_text),
                             ("--guidance-image", self.guidance_image)):
             if value is not None:
@@ -108,8 +108,8 @@ class DemoEditor:
     """The page's logic without the page: a pipeline, the checkpoint (and expander) it came from, and where the
     downloads are written."""
 
-    def __init__(self, pipe: EditPipeline, ckpt: str, mllm: str | None = None, out_dir: str | Path | None = None):
-        self.pipe, self.ckpt, self.mllm = pipe, ckpt, mllm
+    def __init__(self, pipe: EditPipeline, ckpt: str, expander: str | None = None, out_dir: str | Path | None = None):
+        self.pipe, self.ckpt, self.expander = pipe, ckpt, expander
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="xmgie-demo-"))
 
     @property
@@ -155,8 +155,8 @@ class DemoEditor:
         result.image.save(folder / "edit.png")
         result.mask.save(folder / "mask.png")
         record = {**asdict(settings), "instruction_read": result.instruction, "mask_source": result.mask_source,
-                  "checkpoint": self.ckpt, "expander": self.mllm,
-                  "command": settings.command(self.ckpt, self.mllm, "photo.png", "mask.png")}
+                  "checkpoint": self.ckpt, "expander": self.expander,
+                  "command": settings.command(self.ckpt, self.expander, "photo.png", "mask.png")}
         (folder / "settings.json").write_text(json.dumps(record, indent=2) + "\n")
         files = [str(folder / name) for name in ("edit.png", "mask.png", "settings.json", "photo.png")]
         return DemoResult(result.image, result.mask, overlay(photo, result.mask), result.instruction,
@@ -214,7 +214,7 @@ def build_app(demo: DemoEditor):
 
     with gr.Blocks(title="xMGIE") as app:
         gr.Markdown(f"## xMGIE — instruction-guided editing\nCheckpoint `{demo.ckpt}`" +
-                    (f" · expander `{demo.mllm}`" if demo.mllm else " · no instruction expander: the prompt is "
+                    (f" · expander `{demo.expander}`" if demo.expander else " · no instruction expander: the prompt is "
                      "the instruction"))
         with gr.Row():
             with gr.Column():
@@ -258,7 +258,7 @@ def build_app(demo: DemoEditor):
     return app.queue(default_concurrency_limit=1)  # one edit at a time: a CPU runs one well
 
 
-def launch(ckpt: str, mllm: str | None = None, device: str | None = None, host: str = "127.0.0.1",
+def launch(ckpt: str, expander: str | None = None, device: str | None = None, host: str = "127.0.0.1",
            port: int | None = None, share: bool = False, block: bool = True):
     """Load the editor once and serve the page; returns the app (and does not block with `block=False`)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
@@ -268,7 +268,7 @@ def launch(ckpt: str, mllm: str | None = None, device: str | None = None, host: 
         raise UserError("the demo needs Gradio: pip install -e '.[demo]' (make demo installs it)") from None
     from xmgie.inference import default_device
 
-    pipe = EditPipeline.from_checkpoint(ckpt, device=device or default_device(), expander=mllm)
-    app = build_app(DemoEditor(pipe, ckpt, mllm))
+    pipe = EditPipeline.from_checkpoint(ckpt, device=device or default_device(), expander=expander)
+    app = build_app(DemoEditor(pipe, ckpt, expander))
     app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block)
     return app

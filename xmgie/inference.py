@@ -152,15 +152,15 @@ class EditPipeline:
                         bf16: bool = False, masks: MaskPredictorConfig | None = None) -> "EditPipeline":
         from xmgie.editor import load_editor
 
-        mllm = None
+        instructions = None
         if expander:
             from xmgie.conditioning.instruction import load_expander
 
             try:
-                mllm = load_expander(expander, device)
+                instructions = load_expander(expander, device)
             except (FileNotFoundError, ValueError) as err:
                 raise UserError(str(err)) from None
-        return cls(load_editor(path, device), mllm, bf16, masks)
+        return cls(load_editor(path, device), instructions, bf16, masks)
 
     @property
     def diffusion(self) -> EditGenerator | None:

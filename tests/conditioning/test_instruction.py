@@ -106,7 +106,7 @@ def test_expander_file_round_trip(tmp_path):
     again = load_expander(path)
     assert again.generate(images, prompts, max_new_tokens=6) == model.generate(images, prompts, max_new_tokens=6)
     assert again.info["held_out"] == {"bleu": 1.0}
-    with pytest.raises(FileNotFoundError, match="make train-mllm"):
+    with pytest.raises(FileNotFoundError, match="make train-expander"):
         load_expander(tmp_path / "missing.pt")
     torch.save({"kind": "other"}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="not an instruction-expander"):

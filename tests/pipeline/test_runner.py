@@ -75,7 +75,7 @@ def test_an_interrupted_run_resumes_without_repeating_finished_stages(table1_run
     spec.update(datasets=spec["datasets"][:1], methods=[m for m in spec["methods"] if m["name"] in ("sisgan", "mgie")])
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     work = tmp_path / "pipe"
-    for done in (table1_run / "pipe" / "shapes").glob("[iam][dtl]*-*"):  # identity, attributes, mllm: same keys
+    for done in (table1_run / "pipe" / "shapes").glob("[iae][dtx]*-*"):  # identity, attributes, expander: same keys
         shutil.copytree(done, work / "shapes" / done.name)
     cmd = [sys.executable, "-m", "xmgie.cli", "run", "--spec", str(tmp_path / "spec.yaml"), "--budget", "smoke",
            "--work", str(work), "--results", str(tmp_path)]
@@ -224,9 +224,9 @@ def test_table1_builds_each_method_from_its_recipe(tmp_path):
     order = [s.label for s in stages]
     for s in stages:  # every stage runs after what it needs
         assert all(order.index(n.label) < order.index(s.label) for n in s.needs)
-    mllm, mgie = by["shapes/mllm"], by["shapes/generator/mgie/seed0"]
+    expander, mgie = by["shapes/expander"], by["shapes/generator/mgie/seed0"]
     for method in ("mgie", "xmgie"):  # they read the expander's instruction; GLIDE reads the prompt
-        assert f"--model.expander={mllm.output}" in by[f"shapes/generator/{method}/seed0"].argv
+        assert f"--model.expander={expander.output}" in by[f"shapes/generator/{method}/seed0"].argv
     assert not any(a.startswith("--model.expander") for a in by["shapes/generator/glide/seed0"].argv)
     assert "experiments/baselines/glide.yaml" in by["shapes/generator/glide/seed0"].argv
     derive = by["shapes/derive/pfb_diff/seed0"]
@@ -404,7 +404,8 @@ def test_budgets_declare_every_stage_in_one_syntax_checked_against_its_command(t
     assert load_budget("b", tmp_path)["generator"] == ["--trainer.enable_progress_bar=false", "--config", "a.yaml"]
     for text, message in (("b: {seeds: [0], identity: {stepz: 4}}", r"budgets.yaml b.identity: unknown setting"),
                           ("b: {seeds: [0], evaluate: {limit: all}}", "b.evaluate: --limit: expected int"),
-                          ("b: {seeds: [0], base: [--trainer.max_steps=4]}", "b.base: expected settings as a map")):
+                          ("b: {seeds: [0], base: [--trainer.max_steps=4]}", "b.base: expected settings as a map"),
+                          ("b: {seeds: [0], mllm: {steps: 4}}", r"b: unknown entr\(ies\) mllm; known: seeds")):
         budgets.write_text(text + "\n")
         with pytest.raises(UserError, match=message):
             load_budget("b", tmp_path)

@@ -1,5 +1,6 @@
 """The expander stage end to end (train, held-out metrics with and without the image, file), the generator
-trained on the expander's instructions, and `xmgie edit --mllm` / `xmgie mllm expand`."""
+trained on the expander's instructions, and `xmgie edit --expander` / `xmgie expander expand` (and their old
+spellings, `--mllm` / `xmgie mllm`)."""
 import json
 
 import numpy as np
@@ -20,7 +21,7 @@ SMALL = ExpanderConfig(image_size=16, patch_size=4, vision_width=32, vision_laye
 def expander_file(tmp_path_factory):
     import data_modules.synthetic as synthetic
 
-    out = tmp_path_factory.mktemp("mllm") / "expander.pt"
+    out = tmp_path_factory.mktemp("expander") / "expander.pt"
     original = synthetic.ShapesDataModule.__init__
 
     def tiny(self, resolution=16, batch_size=8, num_workers=0, **kw):
@@ -60,7 +61,7 @@ def test_generator_trains_on_the_expanders_instructions(expander_file, tmp_path)
 def test_text_source_expander_needs_a_file():
     from xmgie.training.generator_module import XMGIEModule
 
-    with pytest.raises(ValueError, match="make train-mllm"):
+    with pytest.raises(ValueError, match="make train-expander"):
         XMGIEModule(text_source="expander")
 
 
@@ -68,14 +69,14 @@ def test_edit_and_expand_commands_use_the_expander(expander_file, smoke_run, tmp
     out, _ = expander_file
     image = tmp_path / "in.png"
     Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(image)
-    main(["mllm", "expand", "--mllm", str(out), "--image", str(image), "--prompt", "make the circle red"])
+    main(["mllm", "expand", "--mllm", str(out), "--image", str(image), "--prompt", "make the circle red"])  # old names
     expanded = capsys.readouterr().out.strip()
     main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--image", str(image), "--prompt",
-          "make the circle red", "--mllm", str(out), "--out", str(tmp_path / "o.png"), "--steps", "1"])
+          "make the circle red", "--expander", str(out), "--out", str(tmp_path / "o.png"), "--steps", "1"])
     err = capsys.readouterr().err
     assert f"instruction: {expanded!r} (expanded by {out})" in err
     assert Image.open(tmp_path / "o.png").size == (24, 20)
     with pytest.raises(SystemExit) as exit_:
         main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--image", str(image), "--prompt",
-              "x", "--mllm", str(tmp_path / "none.pt")])
-    assert exit_.value.code == 2 and "make train-mllm" in capsys.readouterr().err
+              "x", "--expander", str(tmp_path / "none.pt")])
+    assert exit_.value.code == 2 and "make train-expander" in capsys.readouterr().err

@@ -235,10 +235,10 @@ def load_expander(path: str | Path, device: str | torch.device = "cpu") -> Instr
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"instruction expander not found: {path} (train one: make train-mllm)")
+        raise FileNotFoundError(f"instruction expander not found: {path} (train one: make train-expander)")
     ckpt = safe_load(path, "instruction expander")  # tensors and plain data only: nothing in the file runs
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND or not isinstance(ckpt.get("vocab"), dict):
-        raise ValueError(f"{path} is not an instruction-expander file (make train-mllm writes one)")
+        raise ValueError(f"{path} is not an instruction-expander file (make train-expander writes one)")
     folder = path.parent / ckpt["vocab"]["folder"] if ckpt["vocab"]["kind"] == "hf" else None
     vocab = vocabulary_from_state(ckpt["vocab"], folder)
     cfg = ExpanderConfig(**{**ckpt["config"], "pretrained_lm": None})

@@ -3,7 +3,7 @@
 Per dataset whose data is present:
     identity     E_id (`xmgie identity train`)            when the dataset has identity labels
     attributes   AA classifier (`xmgie attributes train`) when it has attributes
-    mllm         the instruction expander (`xmgie mllm train`) when a method reads its output
+    expander     the instruction expander (`xmgie expander train`) when a method reads its output
     base         `xmgie fit` of the trained editor the fine-tuned methods start from (once per dataset: the
                  budget's `base`; none where the budget's train config starts from pretrained weights)
     generator    `xmgie fit` per method and seed           (the spec's config, or the method's recipe in
@@ -47,7 +47,7 @@ BUDGETS_FILE = "experiments/budgets.yaml"
 TRAIN_CONFIG = "experiments/train.yaml"
 FINETUNE_CONFIG = "experiments/finetune.yaml"
 BASE = "base"  # the method name of the shared base editor's generator stage
-STAGE_KINDS = ("identity", "attributes", "mllm", "generator", "baseline", "derive", "evaluate")
+STAGE_KINDS = ("identity", "attributes", "expander", "generator", "baseline", "derive", "evaluate")
 EDITORS = ("generator", "baseline", "derive")  # stages whose output is a checkpoint `xmgie evaluate` reads
 
 
@@ -72,7 +72,7 @@ class Stage:
 
     @property
     def output(self) -> Path:
-        return self.folder / {"identity": "encoder.pt", "attributes": "classifier.pt", "mllm": "expander.pt",
+        return self.folder / {"identity": "encoder.pt", "attributes": "classifier.pt", "expander": "expander.pt",
                               "generator": "run/checkpoints/last.ckpt", "baseline": "baseline.ckpt",
                               "derive": "baseline.ckpt", "evaluate": "result.json"}[self.kind]
 
@@ -144,6 +144,10 @@ def load_budget(name: str, repo: Path) -> dict[str, Any]:
     if name not in budgets:
         raise UserError(f"unknown budget {name!r}; {BUDGETS_FILE} has {', '.join(budgets)}")
     budget = {"name": name, **budgets[name]}
+    unknown = sorted(set(budget) - {"name", *BUDGET_KEYS, *FIT_SETTINGS, *STAGE_CONFIGS})
+    if unknown:
+        raise UserError(f"{BUDGETS_FILE} {name}: unknown entr(ies) {', '.join(unknown)}; known: "
+                        f"{', '.join((*BUDGET_KEYS, *FIT_SETTINGS, *STAGE_CONFIGS))}")
     for entry in (*FIT_SETTINGS, *STAGE_CONFIGS):
         if budget.get(entry) is not None:  # `base: null`: no base stage
             budget[entry] = budget_argv(budget, entry)
@@ -151,6 +155,7 @@ def load_budget(name: str, repo: Path) -> dict[str, Any]:
 
 
 FIT_SETTINGS = ("generator", "base", "finetune", "scratch")  # budget entries of `xmgie fit` (jsonargparse keys)
+BUDGET_KEYS = ("seeds", "scratch_seeds", "jobs", "train_config", "resources")  # the rest of a budget
 
 
 def _stage_configs() -> dict[str, type]:
@@ -158,7 +163,7 @@ def _stage_configs() -> dict[str, type]:
     from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, ExpanderStageConfig,
                                        IdentityStageConfig)
 
-    return {"identity": IdentityStageConfig, "attributes": AttributeStageConfig, "mllm": ExpanderStageConfig,
+    return {"identity": IdentityStageConfig, "attributes": AttributeStageConfig, "expander": ExpanderStageConfig,
             "baseline": BaselineStageConfig, "evaluate": EvaluateStageConfig}
 
 
@@ -243,7 +248,7 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
     """identity, attributes, the expander, then per runnable method and seed its checkpoint stage + evaluate."""
     data = ["--data-root", root] if root else []
     out: list[Stage] = []
-    identity = attributes = mllm = None
+    identity = attributes = expander = None
     if n_ids > 0:
         identity = Stage("identity", dataset, "", 0, ["identity", "train", "--dataset", dataset, *data,
                                                       *budget.get("identity", [])])
@@ -263,8 +268,9 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
         base = _fit_stage(BASE, regime, dataset, root, 0, budget, data_yaml, [], train_config, budget["base"])
         out.append(base)
     if any(r.kind == "fit" and _reads_expander(r.configs) for _, r in recipes):
-        mllm = Stage("mllm", dataset, "", 0, ["mllm", "train", "--dataset", dataset, *data, *budget.get("mllm", [])])
-        out.append(mllm)
+        expander = Stage("expander", dataset, "", 0, ["expander", "train", "--dataset", dataset, *data,
+                                                      *budget.get("expander", [])])
+        out.append(expander)
     checkpoints: dict[tuple[str, int], Stage] = {}
     for name, recipe in sorted(recipes, key=lambda nr: nr[1].kind == "derive"):  # derived after their sources
         from_scratch = recipe.kind == "gan" or (recipe.kind == "fit" and not recipe.finetune)
@@ -273,7 +279,7 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
                 configs = regime + ((FINETUNE_CONFIG,) if recipe.finetune else ()) + recipe.configs
                 steps = budget.get("finetune" if recipe.finetune else "scratch", [])
                 needs = [identity if "ie" in _enabled_modules((train_config, *configs)) else None,
-                         mllm if _reads_expander(configs) else None, base if recipe.finetune else None]
+                         expander if _reads_expander(configs) else None, base if recipe.finetune else None]
                 stage = _fit_stage(name, configs, dataset, root, seed, budget, data_yaml, [n for n in needs if n],
                                    train_config, steps)
             elif recipe.kind == "gan":
@@ -328,8 +334,8 @@ def _fill_paths(stages: list[Stage]) -> None:
     """Arguments that name other stages' outputs (known once every folder is)."""
     for s in stages:
         ident = next((n for n in s.needs if n.kind == "identity"), None)
-        mllm = next((n for n in s.needs if n.kind == "mllm"), None)
-        if s.kind in ("identity", "attributes", "mllm", "baseline"):
+        expander = next((n for n in s.needs if n.kind == "expander"), None)
+        if s.kind in ("identity", "attributes", "expander", "baseline"):
             s.argv += ["--out", str(s.output)]
         elif s.kind == "derive":
             s.argv += ["--from", str(s.needs[0].output), "--out", str(s.output)]
@@ -337,8 +343,8 @@ def _fill_paths(stages: list[Stage]) -> None:
             s.argv += [f"--trainer.default_root_dir={s.folder / 'run'}"]  # the run's own files apart from ours
             if ident:
                 s.argv += [f"--model.modules.ie.weights={ident.output}"]
-            if mllm:
-                s.argv += [f"--model.expander={mllm.output}"]
+            if expander:
+                s.argv += [f"--model.expander={expander.output}"]
             base = next((n for n in s.needs if n.kind == "generator" and n.method == BASE), None)
             if base:
                 s.argv += [f"--model.init_from={base.output}"]

@@ -188,7 +188,7 @@ class AttributeStageConfig(DataStageConfig):
 
 @dataclass
 class ExpanderStageConfig(DataStageConfig):
-    """`xmgie mllm train`: the instruction expander on a dataset's (image, prompt, instruction) triples; prints
+    """`xmgie expander train`: the instruction expander on a dataset's (image, prompt, instruction) triples; prints
     JSON.
 
     Attributes:

@@ -44,7 +44,7 @@ class XMGIEModule(L.LightningModule):
         discriminator_channels / discriminator_layers: PatchGAN width and depth.
         text_source: what the generator is conditioned on: the annotated expressive "instruction" I (the method),
             the short "prompt" P (InstructPix2Pix without an instruction expander), or "expander": the
-            instruction the trained expander (`expander`, `make train-mllm`) writes from P and the source image
+            instruction the trained expander (`expander`, `make train-expander`) writes from P and the source image
             (MGIE's "expand, then edit", end to end; greedy decoding, frozen).
         expander: the instruction-expander file used when text_source is "expander".
         inpainting: the U-Net never sees the source inside the mask, whatever the dataset's hide_masked_source
@@ -62,7 +62,7 @@ class XMGIEModule(L.LightningModule):
         if text_source not in ("instruction", "prompt", "expander"):
             raise ValueError(f"text_source must be 'instruction', 'prompt' or 'expander', got {text_source!r}")
         if text_source == "expander" and not expander:
-            raise ValueError("text_source 'expander' needs expander=<file> (make train-mllm writes one)")
+            raise ValueError("text_source 'expander' needs expander=<file> (make train-expander writes one)")
         self.text_source, self.expander_path = text_source, expander
         # frozen, saved in its own file: kept out of the module tree (no optimizer, no checkpoint bloat)
         object.__setattr__(self, "_expander", None)
