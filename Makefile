@@ -24,8 +24,8 @@ DATA_ROOT ?=
 DATA_ARG := $(if $(DATA_ROOT),--data.init_args.root=$(DATA_ROOT))
 STAGE_ROOT := $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
-.PHONY: data setup train train-identity train-attr train-expander train-mllm train-baseline evaluate table ablation literal table1 status \
-	test test-browser demo demo-setup bench bench-metrics preview clean
+.PHONY: data setup train train-identity train-attr train-expander train-mllm train-baseline evaluate table ablation \
+	literal table1 status test test-browser demo demo-setup bench bench-metrics preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -40,8 +40,8 @@ TRUST_HELP = ("unpickle the checkpoint (and --expander) fully, as older versions
 
 
 def _trust(args) -> None:
-    """--trust-checkpoint: unpickle the given --ckpt (and --expander) fully; only for files the user made. `args`: parsed
-    options or a stage config with those fields."""
+    """--trust-checkpoint: unpickle the given --ckpt (and --expander) fully; only for files the user made.
+    `args`: parsed options or a stage config with those fields."""
     from xmgie.checkpoints import trust_file
 
     if getattr(args, "trust_checkpoint", False):
@@ -86,7 +86,8 @@ def _edit(args: argparse.Namespace) -> None:
     jobs = plan(args.image, args.prompt, args.prompts, args.mask, args.out, args.save_mask)
     pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.expander,
                                         bf16=args.bf16, masks=_mask_settings(args))
-    how = ("given with --instruction" if args.instruction is not None else f"expanded by {args.expander}" if args.expander
+    how = ("given with --instruction" if args.instruction is not None
+           else f"expanded by {args.expander}" if args.expander
            else "the prompt itself: no instruction expander given (--expander)")
     off = [m.strip() for m in (args.modules_off or "").split(",") if m.strip()]
     pipe.check_modules(off)  # before any photo is read
@@ -361,7 +362,8 @@ def _file_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a local web page to edit photos (make demo; needs the demo extra)")
     d.add_argument("--ckpt", required=True, help="generator checkpoint or exported folder")
     d.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    d.add_argument("--expander", "--mllm", help="instruction expander file: the page shows (and lets you change) its expansion")
+    d.add_argument("--expander", "--mllm", help="instruction expander file: the page shows (and lets you change) "
+                   "its expansion")
     d.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
     d.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     d.add_argument("--port", type=int, default=7860)

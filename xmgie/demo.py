@@ -214,8 +214,8 @@ def build_app(demo: DemoEditor):
 
     with gr.Blocks(title="xMGIE") as app:
         gr.Markdown(f"## xMGIE — instruction-guided editing\nCheckpoint `{demo.ckpt}`" +
-                    (f" · expander `{demo.expander}`" if demo.expander else " · no instruction expander: the prompt is "
-                     "the instruction"))
+                    (f" · expander `{demo.expander}`" if demo.expander
+                     else " · no instruction expander: the prompt is the instruction"))
         with gr.Row():
             with gr.Column():
                 photo = gr.ImageMask(label="Photo (paint where it may change)", type="pil", format="png",

@@ -171,9 +171,10 @@ STAGE_CONFIGS = _stage_configs()  # budget entries of the stage commands declare
 
 
 def budget_argv(budget: dict[str, Any], entry: str) -> list[str]:
-    """A budget entry's settings (`{field: value}`) as its command's options. Stage commands take their config's field names (`steps: 1000` → `--steps 1000`; an unknown field
-    or a wrong type is an error naming the budget); `xmgie fit` takes jsonargparse keys (`trainer.max_steps: 200`
-    → `--trainer.max_steps=200`, `config: [a.yaml]` → `--config a.yaml`)."""
+    """A budget entry's settings (`{field: value}`) as its command's options. Stage commands take their config's
+    field names (`steps: 1000` → `--steps 1000`; an unknown field or a wrong type is an error naming the budget);
+    `xmgie fit` takes jsonargparse keys (`trainer.max_steps: 200` → `--trainer.max_steps=200`, `config: [a.yaml]`
+    → `--config a.yaml`)."""
     settings = budget[entry]
     where = f"{BUDGETS_FILE} {budget['name']}.{entry}"
     if not isinstance(settings, dict):
