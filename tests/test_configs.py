@@ -80,7 +80,8 @@ def test_evaluation_overlay_adds_the_suite_callback(tmp_path):
 def test_every_budget_is_accepted_by_the_training_cli(budget, tmp_path, ip2p_folder):
     """Each budget's generator commands (its base, a fine-tuned method, and the EarlyStopping callback of "paper",
     whose base is the InstructPix2Pix folder of ip2p.yaml) parse and instantiate."""
-    from xmgie.pipeline.runner import dataset_stages, load_budget
+    from xmgie.pipeline.budgets import load_budget
+    from xmgie.pipeline.plan import dataset_stages
 
     raw = {"methods": [{"name": "m", "config": str(ABLATION_YAMLS[0])}]}
     stages = [s for s in dataset_stages(raw, "cub", None, load_budget(budget, REPO), 0, 0)

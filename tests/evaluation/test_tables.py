@@ -105,7 +105,8 @@ def test_table_command_prints_markdown_and_writes_three_files(tmp_path, capsys):
 def test_several_seeds_render_as_mean_plus_minus_std_and_bold_compares_means(tmp_path):
     import statistics
 
-    from xmgie.pipeline.runner import Stage, aggregate
+    from xmgie.pipeline.aggregate import aggregate
+    from xmgie.pipeline.stage import Stage
 
     spec = tmp_path / "small.yaml"
     spec.write_text(SPEC.format(layout="rows"))

@@ -16,7 +16,8 @@ from tests.conftest import REPO
 from xmgie.cli import main
 from xmgie.errors import UserError
 from xmgie.pipeline import run_table
-from xmgie.pipeline.runner import load_budget, plan
+from xmgie.pipeline.budgets import load_budget
+from xmgie.pipeline.plan import plan
 
 MAKE = ["make", "-s", "-C", str(REPO), "STAMP=", f"XMGIE={sys.executable} -m xmgie.cli", "BUDGET=smoke"]
 
@@ -321,7 +322,7 @@ def test_rows_trained_from_scratch_take_the_budgets_scratch_seeds(tmp_path):
 
 def _fake_stages(tmp: Path) -> list:
     """a, b and c independent; d needs a and b; e needs d."""
-    from xmgie.pipeline.runner import Stage
+    from xmgie.pipeline.stage import Stage
 
     a, b, c = (Stage("evaluate", "shapes", n, 0, [n]) for n in "abc")
     d = Stage("evaluate", "shapes", "d", 0, ["d"], [a, b])
@@ -341,7 +342,7 @@ def _finish(stage) -> str:
 def test_the_local_executor_runs_independent_stages_at_once_and_each_after_its_needs(tmp_path, monkeypatch):
     import threading
 
-    from xmgie.pipeline import runner
+    from xmgie.pipeline import local as runner
 
     events, lock = [], threading.Lock()
 
@@ -375,7 +376,7 @@ def test_the_local_executor_runs_independent_stages_at_once_and_each_after_its_n
 
 
 def test_a_failed_stage_blocks_only_its_dependents_when_stages_run_at_once(tmp_path, monkeypatch):
-    from xmgie.pipeline import runner
+    from xmgie.pipeline import local as runner
 
     monkeypatch.setattr(runner, "run_stage", lambda stage, entry=None, threads=None:
                         "failed" if stage.method == "a" else _finish(stage))

@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xmgie.errors import UserError
+from xmgie.pipeline.aggregate import aggregate
+from xmgie.pipeline.budgets import load_budget
 from xmgie.pipeline.cluster import CLUSTERS, sbatch_options, submit
-from xmgie.pipeline.runner import aggregate, execute, load_budget, plan, run_one, status_lines
+from xmgie.pipeline.local import execute, run_one
+from xmgie.pipeline.plan import plan
+from xmgie.pipeline.stage import status_lines
 
 
 def seeds_note(budget: dict[str, Any]) -> str:

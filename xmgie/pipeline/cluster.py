@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xmgie.errors import UserError
-from xmgie.pipeline.runner import Stage, _write, run_stage
+from xmgie.pipeline.local import run_stage
+from xmgie.pipeline.stage import Stage, write_record
 
 CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}  # --executor → submitit's cluster
 DEFAULT_TIMEOUT_MIN = 7 * 24 * 60  # submitit's default (5 min on SLURM, 2 on the local executor) kills real stages
@@ -79,7 +80,7 @@ def stage_job(stage: Stage, poll_s: float = 2.0) -> str:
     wait_settled(stage.needs, poll_s)  # 1.
     blocked = [n.label for n in stage.needs if n.status() != "done"]
     if blocked:  # 2.
-        _write(stage, {**stage.record(), "status": "blocked", "blocked_by": blocked})
+        write_record(stage, {**stage.record(), "status": "blocked", "blocked_by": blocked})
         raise RuntimeError(f"{stage.label} needs {', '.join(blocked)}, not done")
     if run_stage(stage) != "done":  # 3.
         raise RuntimeError(f"{stage.label} failed; log: {stage.record().get('log')}")
@@ -117,7 +118,7 @@ def submit(stages: list[Stage], cluster: str, budget: dict[str, Any], extra: dic
         executor.update_parameters(name=f"xmgie:{s.label}")
         job = executor.submit(stage_job, s, poll_s)
         jobs[s.label] = job.job_id
-        _write(s, {**rec, "stage": s.label, "status": "queued", "key": s.key, "job": job.job_id, "cluster": cluster,
+        write_record(s, {**rec, "stage": s.label, "status": "queued", "key": s.key, "job": job.job_id, "cluster": cluster,
                    **({"slurm_job": job.job_id} if cluster == "slurm" else {})})
         log(f"submitted {s.label}: job {job.job_id}" + (f" after {', '.join(after)}" if after else ""))
     executor = make_executor(cluster, work / "submitit", stage_resources(budget, "table"), extra,  # 3.
