@@ -15,6 +15,7 @@ CKPT ?= $(RUN)/checkpoints/last.ckpt
 IDENTITY := runs/$(DATASET)/identity/encoder.pt
 ATTRIBUTES := runs/$(DATASET)/attributes/classifier.pt
 EXPANDER := runs/$(DATASET)/expander/expander.pt
+MASK_NET := runs/$(DATASET)/mask/mask_net.pt
 METHOD ?= xmgie
 ARGS ?=
 # the training config: experiments/train.yaml (tiny, CPU) or experiments/ip2p.yaml (InstructPix2Pix, GPU)
@@ -24,8 +25,8 @@ DATA_ROOT ?=
 DATA_ARG := $(if $(DATA_ROOT),--data.init_args.root=$(DATA_ROOT))
 STAGE_ROOT := $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
-.PHONY: data setup train train-identity train-attr train-expander train-mllm train-baseline evaluate table ablation \
-	literal table1 status test test-browser demo demo-setup bench bench-metrics preview clean
+.PHONY: data setup train train-identity train-attr train-expander train-mllm train-mask train-baseline evaluate table \
+	ablation literal table1 status test test-browser demo demo-setup bench bench-metrics preview clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,11 @@ train-attr: $(STAMP)
 train-expander: $(STAMP)
 	$(XMGIE) expander train --dataset $(DATASET) $(STAGE_ROOT) --out $(EXPANDER) $(ARGS)
 train-mllm: train-expander
+
+# A learned edit-mask predictor on the dataset's masks (writes $(MASK_NET) and a .json of held-out IoU, precision
+# and recall). Then: xmgie edit --mask-net $(MASK_NET) … (or evaluate) predicts masks with it instead of the U-Net.
+train-mask: $(STAMP)
+	$(XMGIE) mask train --dataset $(DATASET) $(STAGE_ROOT) --out $(MASK_NET) $(ARGS)
 
 # A GAN baseline of Table 1 (METHOD=sisgan|tagan|manigan|hifill) with the data settings of `make train`; then
 # `make evaluate METHOD=sisgan CKPT=runs/$(DATASET)/sisgan/baseline.ckpt`. xmgie/baselines/ has every method.

@@ -1,10 +1,12 @@
 """Editing photos larger than the model's working resolution, with given and predicted masks.
 
     python benchmarks/photo_edits.py --ckpt runs/shapes/default/checkpoints/last.ckpt [--limit 128] [--photo 128]
+        [--mask-net runs/shapes/mask/mask_net.pt]
 
 `shapes` renders the same test edits at any size, so the photo (source, target, mask at --photo px) has a true
 full-resolution answer while the model works at its own resolution (32 px for `make train`). Measured:
-1. automatic masks (relevance maps of the editor's U-Net) against the true masks, for several settings: IoU,
+1. automatic masks (relevance maps of the editor's U-Net; with --mask-net, the learned predictor's too) against
+   the true masks, for several settings: IoU,
    precision, recall, share of the photo, overall and per edit kind, and the cost of one prediction against one
    DDIM step and one whole edit, measured side by side;
 2. the edit made under the true mask and brought back to the photo's size in three ways — the whole result
@@ -29,10 +31,10 @@ sys.path.insert(0, str(REPO))
 
 from data_modules.base import build_datamodule  # noqa: E402
 from xmgie.compositing import DETAIL_CHANGE, composite  # noqa: E402
-from xmgie.evaluation.evaluate import mask_iou  # noqa: E402
 from xmgie.inference import EditPipeline, EditRequest, image_to_tensor, mask_image, tensor_to_image  # noqa: E402
-from xmgie.metrics.functional import psnr_per_image  # noqa: E402
-from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig, threshold  # noqa: E402
+from xmgie.metrics.functional import mask_scores, psnr_per_image  # noqa: E402
+from xmgie.models.mask_net import mask_predictor  # noqa: E402
+from xmgie.modules.mask_predictor import MaskPredictorConfig, threshold  # noqa: E402
 
 SETTINGS = {  # name -> MaskPredictorConfig fields
     "wys t0.8": {}, "wys t0.8 smooth1": {"smooth": 1.0}, "wys t0.5": {"timestep": 0.5},
@@ -53,15 +55,6 @@ def edit_kind(prompt: str) -> str:
     return "resize" if prompt.endswith(("smaller", "bigger")) else "recolour"
 
 
-def mask_scores(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
-    """(B, 1, H, W) {0, 1} masks -> mean IoU, precision, recall, share of the image."""
-    inter = (pred * true).flatten(1).sum(1)
-    return {"iou": float(mask_iou(pred, true).mean()),
-            "precision": float((inter / pred.flatten(1).sum(1).clamp(min=1)).mean()),
-            "recall": float((inter / true.flatten(1).sum(1).clamp(min=1)).mean()),
-            "share": float(pred.mean())}
-
-
 def psnrs(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
     return {"psnr": float(psnr_per_image(x, target).mean()),
             "psnr_inside": float(psnr_per_image(x, target, mask).mean()),
@@ -74,8 +67,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=128)
     ap.add_argument("--photo", type=int, default=128, help="photo size in pixels")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--mask-net", help="a learned mask predictor (make train-mask): scored and edited with too")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/photo_edits.json"))
     args = ap.parse_args()
+    settings = {**SETTINGS, **({"learned": {"net": args.mask_net}} if args.mask_net else {})}
     pipe = EditPipeline.from_checkpoint(args.ckpt)
     dm = build_datamodule("shapes", resolution=args.photo)
     dm.setup("test")
@@ -95,8 +90,8 @@ def main() -> None:
     texts = [s.instruction for s in samples]
     kinds = [edit_kind(s.prompt) for s in samples]
     result["kinds"] = {k: kinds.count(k) for k in sorted(set(kinds))}
-    for name, fields in SETTINGS.items():
-        predictor = MaskPredictor(MaskPredictorConfig(**fields))
+    for name, fields in settings.items():
+        predictor = mask_predictor(MaskPredictorConfig(**fields))
         start = time.perf_counter()
         soft = torch.cat([predictor.soft(pipe.diffusion, sources[b:b + args.batch_size],
                                          texts[b:b + args.batch_size]) for b in batches])
@@ -126,10 +121,13 @@ def main() -> None:
     copy = torch.stack([s.source for s in samples])
     result["copy_source"] = psnrs(copy, target, true_full)
     default = "wys t0.8"
-    for mask_name, mode in (("true", None), (f"auto ({default})", "auto"), ("anywhere", "anywhere")):
+    learned = EditPipeline(pipe.editor, masks=MaskPredictorConfig(net=args.mask_net)) if args.mask_net else None
+    ways_of_masking = [("true", None, pipe), (f"auto ({default})", "auto", pipe), ("anywhere", "anywhere", pipe)]
+    ways_of_masking += [("auto (learned)", "auto", learned)] if learned else []
+    for mask_name, mode, editing in ways_of_masking:
         requests = [EditRequest(p, t, mode or mask_image(m))
                     for p, t, m in zip(photos, texts, true_full)]
-        work = [pipe.working_edits(requests[b:b + args.batch_size]) for b in batches]
+        work = [editing.working_edits(requests[b:b + args.batch_size]) for b in batches]
         edits = torch.cat([w.edits for w in work])
         small_sources = torch.cat([w.sources for w in work])
         full_masks = torch.cat([m for w in work for m in w.full_masks])

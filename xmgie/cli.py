@@ -16,6 +16,7 @@
     xmgie expander train --dataset shapes --out runs/shapes/expander/expander.pt   the instruction expander
     xmgie expander expand --expander M --image I --prompt P                    its expressive instruction
     xmgie attributes train --dataset shapes --out runs/shapes/attributes/classifier.pt
+    xmgie mask train --dataset shapes --out runs/shapes/mask/mask_net.pt   a learned edit-mask predictor
     xmgie baseline train --method sisgan --dataset shapes --out runs/shapes/sisgan/baseline.ckpt   Table 1's GANs
     xmgie baseline derive --method pfb_diff --from <mgie ckpt> --out runs/shapes/pfb_diff/baseline.ckpt
     xmgie export --ckpt C --out DIR [--results R]      a folder to share: safetensors + config.json + model card
@@ -32,7 +33,7 @@ from xmgie.errors import UserError
 from xmgie.evaluation.config import EvaluateStageConfig
 from xmgie.stage_config import add_config_arguments, config_from, field_docs, flag
 from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, DeriveStageConfig, ExpanderStageConfig,
-                                   IdentityStageConfig)
+                                   IdentityStageConfig, MaskStageConfig)
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 TRUST_HELP = ("unpickle the checkpoint (and --expander) fully, as older versions did: only for files you made yourself "
@@ -62,7 +63,8 @@ def _mask_settings(args):
     from xmgie.modules.mask_predictor import MaskPredictorConfig
 
     try:
-        return MaskPredictorConfig(args.mask_timestep, args.mask_draws, args.mask_threshold, args.mask_smooth)
+        return MaskPredictorConfig(args.mask_timestep, args.mask_draws, args.mask_threshold, args.mask_smooth,
+                                   args.mask_net)
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -73,7 +75,8 @@ def _mask_arguments(p: argparse.ArgumentParser) -> None:
     docs = field_docs(EvaluateStageConfig)
     for f in dataclasses.fields(EvaluateStageConfig):
         if f.name.startswith("mask_"):
-            p.add_argument(flag(f), type=type(f.default), default=f.default, help=docs[f.name])
+            p.add_argument(flag(f), type=str if f.default is None else type(f.default), default=f.default,
+                           help=docs[f.name])
 
 
 def _edit(args: argparse.Namespace) -> None:
@@ -293,6 +296,12 @@ def _expander_train(cfg) -> None:
     print(json.dumps(result))
 
 
+def _mask_train(cfg) -> None:
+    from xmgie.training.mask_module import train_mask_predictor
+
+    print(json.dumps(train_mask_predictor(**dataclasses.asdict(cfg))))
+
+
 def _baseline_train(cfg) -> None:
     from xmgie.baselines.train import train_baseline
 
@@ -311,6 +320,7 @@ STAGE_COMMANDS = (
     ("identity", "train", IdentityStageConfig, _identity_train),
     ("attributes", "train", AttributeStageConfig, _attributes_train),
     ("expander", "train", ExpanderStageConfig, _expander_train),
+    ("mask", "train", MaskStageConfig, _mask_train),
     ("baseline", "train", BaselineStageConfig, _baseline_train),
     ("baseline", "derive", DeriveStageConfig, _baseline_derive),
     ("evaluate", None, EvaluateStageConfig, _evaluate),
@@ -423,7 +433,8 @@ def _file_parser() -> argparse.ArgumentParser:
     groups = {"baseline": "Table 1's GAN baselines and PFB-Diff (xmgie/baselines/)",
               "attributes": "the attribute classifier behind AA",
               "expander": "the instruction expander (visual-aware LM, §3.2; also called as `xmgie mllm`)",
-              "identity": "the identity encoder E_id of the IE module"}
+              "identity": "the identity encoder E_id of the IE module",
+              "mask": "the learned edit-mask predictor (--mask auto --mask-net FILE)"}
     subparsers = {}
     for command, text in groups.items():
         aliases = ["mllm"] if command == "expander" else []  # the paper's name for it, the command's old name

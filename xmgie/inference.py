@@ -20,7 +20,8 @@ from xmgie.compositing import composite
 from xmgie.errors import UserError
 from xmgie.models.generator import EditGenerator
 from xmgie.modules.gaussian_blur import GaussianBlur
-from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig, threshold
+from xmgie.models.mask_net import mask_predictor
+from xmgie.modules.mask_predictor import MaskPredictorConfig, threshold
 
 SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "F")
 
@@ -145,7 +146,7 @@ class EditPipeline:
         self.expander = expander.to(self.device) if expander is not None else None
         self.resolution = int(editor.data_info.get("resolution", 32))
         self.bf16 = bf16
-        self.mask_predictor = MaskPredictor(masks)
+        self.mask_predictor = mask_predictor(masks)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", expander: str | Path | None = None,
@@ -209,9 +210,9 @@ class EditPipeline:
         auto = [i for i, r in enumerate(requests) if isinstance(r.mask, str) and r.mask == "auto"]
         soft = {}
         if auto:
-            if self.diffusion is None:
-                raise UserError("automatic masks need a diffusion editor; give this one a mask image or "
-                                "'anywhere' (--mask PATH / --mask anywhere)")
+            if self.diffusion is None and self.mask_predictor.needs_generator:
+                raise UserError("automatic masks need a diffusion editor or a learned mask predictor (--mask-net); "
+                                "give this one a mask image or 'anywhere' (--mask PATH / --mask anywhere)")
             maps = self.mask_predictor.soft(self.diffusion, sources[auto], [texts[i] for i in auto], seed)
             soft = dict(zip(auto, maps[:, None]))
         tau = self.mask_predictor.cfg.threshold

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from xmgie.errors import UserError
-from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig, threshold
+from xmgie.models.mask_net import mask_predictor
+from xmgie.modules.mask_predictor import MaskPredictorConfig, threshold
 
 
 def write_predicted_masks(dataset: str, root: str | None, ckpt: str | Path, out: str | Path,
@@ -35,7 +36,7 @@ def write_predicted_masks(dataset: str, root: str | None, ckpt: str | Path, out:
     if not hasattr(dm, "masks"):
         raise UserError(f"dataset {dataset!r} has its own masks; predicted ones are for `triplets`")
     dm.setup("fit")
-    predictor = MaskPredictor(settings)
+    predictor = mask_predictor(settings)
     out = Path(out)
     written, shares = 0, []
     for split, records in dm.records().items():

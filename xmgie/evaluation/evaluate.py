@@ -22,21 +22,16 @@ from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
 from xmgie.inference import default_device
 from xmgie.metrics import networks
+from xmgie.metrics.functional import mask_iou
 from xmgie.metrics.metrics import EditingMetrics
 from xmgie.metrics.networks import MetricNetwork
 from xmgie.models.generator import EditGenerator
-from xmgie.modules.mask_predictor import MaskPredictor, MaskPredictorConfig
+from xmgie.models.mask_net import mask_predictor
+from xmgie.modules.mask_predictor import MaskPredictorConfig
 from xmgie.weights import sha256_of
 
 RESULT_FORMAT = 1
 EVALUATION_MASKS = ("dataset", "auto", "anywhere")
-
-
-def mask_iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) {0, 1} masks -> (B,) intersection over union (1 where both are empty)."""
-    inter = (pred * true).flatten(1).sum(1)
-    union = ((pred + true) > 0).flatten(1).sum(1)
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter)).float().cpu()
 
 
 def identity_backbone(identity: str | Path | None, strict: bool = False,
@@ -139,9 +134,11 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
     """
     if masks not in EVALUATION_MASKS:
         raise UserError(f"masks must be one of {', '.join(EVALUATION_MASKS)}, got {masks!r}")
-    predictor = MaskPredictor(mask_settings) if masks == "auto" else None
-    if predictor is not None and not isinstance(getattr(module, "sampler", None), EditGenerator):
-        raise UserError("automatic masks need a diffusion editor (this one is a one-pass GAN baseline)")
+    predictor = mask_predictor(mask_settings) if masks == "auto" else None
+    if predictor is not None and predictor.needs_generator and \
+            not isinstance(getattr(module, "sampler", None), EditGenerator):
+        raise UserError("automatic masks need a diffusion editor (this one is a one-pass GAN baseline) or a learned "
+                        "mask predictor (--mask-net)")
     ious = []
     start = time.perf_counter()
     device = torch.device(device or default_device())
@@ -171,8 +168,8 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
             given = dict(batch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 if predictor is not None:
-                    given["mask"] = predictor(module.sampler, batch["source"], module.conditioning_texts(batch),
-                                              seed + i)
+                    given["mask"] = predictor(getattr(module, "sampler", None), batch["source"],
+                                              module.conditioning_texts(batch), seed + i)
                     ious.append(mask_iou(given["mask"], batch["mask"]))
                 elif masks == "anywhere":
                     given["mask"] = torch.ones_like(batch["mask"])

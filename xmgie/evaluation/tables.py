@@ -189,10 +189,12 @@ def footnote(spec: TableSpec, results: dict) -> list[str]:
                              f"{' | '.join(bases)}")
             for m, label in spec.methods:  # edits not made under the dataset's own masks
                 given = results.get((d.name, m), {}).get("masks", {"source": "dataset"})
+                how = (f"the learned predictor {given.get('net')}" if given.get("net") else
+                       f"relevance map at t = {given.get('timestep')}·T, {given.get('draws')} draw(s)")
                 if given["source"] == "auto":
-                    lines.append(f"{d.label}: {label} edited under predicted masks (relevance map at t = "
-                                 f"{given['timestep']}·T, {given['draws']} draw(s), τ {given['threshold']}; IoU with "
-                                 f"the dataset's masks {given['iou']:.3f}); scored against the dataset's masks")
+                    lines.append(f"{d.label}: {label} edited under predicted masks ({how}, τ {given['threshold']}; "
+                                 f"IoU with the dataset's masks {given['iou']:.3f}); scored against the dataset's "
+                                 "masks")
                 elif given["source"] == "anywhere":
                     lines.append(f"{d.label}: {label} edited without a mask (anywhere); scored against the "
                                  f"dataset's masks")

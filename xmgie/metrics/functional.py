@@ -67,6 +67,23 @@ def seam_score(edit: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, rad
     return torch.where(n > 0, total / n.clamp(min=1), torch.full_like(n, float("nan")))
 
 
+def mask_iou(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) {0, 1} masks -> (B,) intersection over union (1 where both are empty), on the CPU."""
+    inter = (pred * true).flatten(1).sum(1)
+    union = ((pred + true) > 0).flatten(1).sum(1)
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter)).float().cpu()
+
+
+def mask_scores(pred: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
+    """(B, 1, H, W) {0, 1} predicted and true masks -> means over images of IoU, precision (the share of the
+    prediction that is true), recall (the share of the truth predicted) and the share of the image predicted."""
+    inter = (pred * true).flatten(1).sum(1)
+    return {"iou": float(mask_iou(pred, true).mean()),
+            "precision": float((inter / pred.flatten(1).sum(1).clamp(min=1)).mean()),
+            "recall": float((inter / true.flatten(1).sum(1).clamp(min=1)).mean()),
+            "share": float(pred.float().mean())}
+
+
 def ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) twice in [-1, 1] -> (B,) SSIM (Gaussian window σ = 1.5, 11 px).
 

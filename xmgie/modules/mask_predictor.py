@@ -67,12 +67,15 @@ def threshold(soft: torch.Tensor, tau: float) -> torch.Tensor:
 class MaskPredictorConfig:
     """timestep: the noise level as a fraction of T (Watch Your Steps: 0.8); draws: noise draws averaged
     (DiffEdit; 1 = Watch Your Steps); threshold: τ on the normalised map; smooth: σ in working-resolution pixels
-    of the Gaussian applied to the map before thresholding (0: none)."""
+    of the Gaussian applied to the map before thresholding (0: none); net: a learned predictor's file (`xmgie mask
+    train`, xmgie/models/mask_net.py) that replaces the relevance map (τ then applies to its probabilities and
+    the other settings do not)."""
 
     timestep: float = 0.8
     draws: int = 1
     threshold: float = 0.5
     smooth: float = 0.0
+    net: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.timestep <= 1:
@@ -88,6 +91,8 @@ class MaskPredictorConfig:
 class MaskPredictor:
     """Predicts edit masks with an editor's own U-Net: one batched call of 2·draws·B rows (the instruction and the
     null one on the same noised source), i.e. the cost of two plain DDIM steps when draws = 1."""
+
+    needs_generator = True
 
     def __init__(self, cfg: MaskPredictorConfig | None = None):
         self.cfg = cfg or MaskPredictorConfig()

@@ -207,6 +207,25 @@ class ExpanderStageConfig(DataStageConfig):
 
 
 @dataclass
+class MaskStageConfig(DataStageConfig):
+    """`xmgie mask train`: the learned edit-mask predictor (for `--mask auto --mask-net FILE`) on a dataset's masks;
+    prints JSON.
+
+    Attributes:
+        out: predictor file to write (a .json of held-out IoU, precision and recall beside it).
+        steps: optimiser updates.
+        channels: width of the first level (then 2×, 4×).
+        lr: learning rate.
+        threshold: τ on the probabilities for the held-out scores (what --mask-threshold does at use).
+    """
+
+    steps: int = 1500
+    channels: int = 32
+    lr: float = 2e-3
+    threshold: float = 0.5
+
+
+@dataclass
 class BaselineStageConfig(DataStageConfig):
     """`xmgie baseline train`: a GAN baseline of Table 1 with the data settings of the generator run; prints JSON.
 
