@@ -5,7 +5,8 @@ from typing import get_args, get_type_hints
 import pytest
 
 from tests.test_cli import run_cli
-from xmgie.cli import STAGE_COMMANDS, _file_parser
+from xmgie.cli import _file_parser
+from xmgie.stages import PIPELINE_STAGES, STAGE_COMMANDS
 from xmgie.errors import UserError
 from xmgie.stage_config import config_from, field_docs, flag, required, to_argv, to_yaml
 
@@ -19,10 +20,9 @@ def _minimal(cls) -> dict:
             if required(f)}
 
 
-@pytest.mark.parametrize("command,name,cls", [(c, n, k) for c, n, k, _ in STAGE_COMMANDS],
-                         ids=[f"{c}-{n}" for c, n, _, _ in STAGE_COMMANDS])
-def test_every_stage_command_has_its_help_and_round_trips_through_yaml(command, name, cls, tmp_path):
-    words = [command] + ([name] if name else [])
+@pytest.mark.parametrize("command", STAGE_COMMANDS, ids=["-".join(c.words) for c in STAGE_COMMANDS])
+def test_every_stage_command_has_its_help_and_round_trips_through_yaml(command, tmp_path):
+    words, cls = list(command.words), command.config
     proc = run_cli(*words, "--help")
     assert proc.returncode == 0
     docs = field_docs(cls)
@@ -71,3 +71,10 @@ def test_budget_settings_are_checked_against_the_stage_config():
                               ({"masks": "painted"}, "b: --mask: expected one of dataset, auto, anywhere")):
         with pytest.raises(UserError, match=message):
             to_argv(EvaluateStageConfig, settings, "b")
+
+
+def test_every_pipeline_stage_kind_but_the_generator_is_a_declared_command_with_an_output():
+    from xmgie.pipeline.stage import STAGE_KINDS
+
+    assert set(PIPELINE_STAGES) == set(STAGE_KINDS) - {"generator"}
+    assert all(c.output and c.kind == kind for kind, c in PIPELINE_STAGES.items())

@@ -32,41 +32,18 @@ from pathlib import Path
 from xmgie.errors import UserError
 from xmgie.evaluation.config import EvaluateStageConfig
 from xmgie.stage_config import add_config_arguments, config_from, field_docs, flag
-from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, DeriveStageConfig, ExpanderStageConfig,
-                                   IdentityStageConfig, MaskStageConfig)
+from xmgie.stages import STAGE_COMMANDS, mask_settings, trust_files
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 TRUST_HELP = ("unpickle the checkpoint (and --expander) fully, as older versions did: only for files you made yourself "
               "(by default only tensors and plain data are read, so nothing in a file can run)")
 
 
-def _trust(args) -> None:
-    """--trust-checkpoint: unpickle the given --ckpt (and --expander) fully; only for files the user made.
-    `args`: parsed options or a stage config with those fields."""
-    from xmgie.checkpoints import trust_file
-
-    if getattr(args, "trust_checkpoint", False):
-        for path in (args.ckpt, getattr(args, "expander", None)):
-            if path:
-                trust_file(path)
-
-
 def _export(args: argparse.Namespace) -> None:
     from xmgie.export import export_editor
 
-    _trust(args)
+    trust_files(args)
     print(export_editor(args.ckpt, args.out, args.results))
-
-
-def _mask_settings(args):
-    """The --mask-* options (parsed, or a stage config's fields) as the predictor's settings."""
-    from xmgie.modules.mask_predictor import MaskPredictorConfig
-
-    try:
-        return MaskPredictorConfig(args.mask_timestep, args.mask_draws, args.mask_threshold, args.mask_smooth,
-                                   args.mask_net)
-    except ValueError as err:
-        raise UserError(str(err)) from None
 
 
 def _mask_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,10 +62,10 @@ def _edit(args: argparse.Namespace) -> None:
     from xmgie.edit_jobs import plan
     from xmgie.inference import EditPipeline, EditRequest, default_device, read_image, read_mask
 
-    _trust(args)
+    trust_files(args)
     jobs = plan(args.image, args.prompt, args.prompts, args.mask, args.out, args.save_mask)
     pipe = EditPipeline.from_checkpoint(args.ckpt, device=args.device or default_device(), expander=args.expander,
-                                        bf16=args.bf16, masks=_mask_settings(args))
+                                        bf16=args.bf16, masks=mask_settings(args))
     how = ("given with --instruction" if args.instruction is not None
            else f"expanded by {args.expander}" if args.expander
            else "the prompt itself: no instruction expander given (--expander)")
@@ -113,26 +90,11 @@ def _edit(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from xmgie.demo import launch
 
-    _trust(args)
+    trust_files(args)
     if args.host not in ("127.0.0.1", "localhost", "::1") or args.share:
         print(f"xmgie demo: serving beyond this machine ({'a public link' if args.share else args.host}): anyone "
               f"who reaches it can run edits", file=sys.stderr)
     launch(args.ckpt, args.expander, args.device, args.host, args.port, args.share)
-
-
-def _evaluate(cfg: EvaluateStageConfig) -> None:
-    from xmgie.evaluation.evaluate import evaluate_checkpoint, write_result
-
-    _trust(cfg)
-    options = {k: v for k, v in dataclasses.asdict(cfg).items()
-               if k not in ("out", "trust_checkpoint") and not k.startswith("mask_")}
-    result = evaluate_checkpoint(**options, mask_settings=_mask_settings(cfg))
-    out = cfg.out or Path("results") / result["dataset"] / f"{cfg.method}.json"
-    result["written_to"] = str(write_result(result, out))
-    for metric in result["uncalibrated"]:
-        print(f"warning: {metric} uses an UNCALIBRATED backbone ({result['backbones'][metric]['source']}); "
-              f"see `xmgie weights status`", file=sys.stderr)
-    print(json.dumps(result))
 
 
 def _table(args: argparse.Namespace) -> None:
@@ -219,8 +181,8 @@ def _data_masks(args: argparse.Namespace) -> None:
     from xmgie.inference import default_device
     from xmgie.mask_files import write_predicted_masks
 
-    _trust(args)
-    print(json.dumps(write_predicted_masks(args.dataset, args.root, args.ckpt, args.out, _mask_settings(args),
+    trust_files(args)
+    print(json.dumps(write_predicted_masks(args.dataset, args.root, args.ckpt, args.out, mask_settings(args),
                                            args.batch_size, args.device or default_device(), args.seed)))
 
 
@@ -274,57 +236,7 @@ def _expander_expand(args: argparse.Namespace) -> None:
                          no_repeat_ngram_size=3 if args.beams > 1 else 0, zero_prefix=args.without_image)[0])
 
 
-def _identity_train(cfg) -> None:
-    from xmgie.training.identity_module import train_identity_encoder
-
-    print(json.dumps(train_identity_encoder(**dataclasses.asdict(cfg))))
-
-
-def _attributes_train(cfg) -> None:
-    from xmgie.training.attribute_module import train_attribute_classifier
-
-    print(json.dumps(train_attribute_classifier(**dataclasses.asdict(cfg))))
-
-
-def _expander_train(cfg) -> None:
-    from xmgie.training.expander_module import train_instruction_expander
-
-    try:
-        result = train_instruction_expander(**dataclasses.asdict(cfg))
-    except (FileNotFoundError, ValueError) as err:
-        raise UserError(str(err)) from None
-    print(json.dumps(result))
-
-
-def _mask_train(cfg) -> None:
-    from xmgie.training.mask_module import train_mask_predictor
-
-    print(json.dumps(train_mask_predictor(**dataclasses.asdict(cfg))))
-
-
-def _baseline_train(cfg) -> None:
-    from xmgie.baselines.train import train_baseline
-
-    print(json.dumps(train_baseline(**dataclasses.asdict(cfg))))
-
-
-def _baseline_derive(cfg) -> None:
-    from xmgie.baselines.pfb_diff import derive_pfb_diff
-
-    print(derive_pfb_diff(cfg.source, cfg.out))
-
-
-# The stage commands, each declared once by its config class (xmgie/stage_config.py: options, help, --config):
-# (command, subcommand or None, config class, what runs it)
-STAGE_COMMANDS = (
-    ("identity", "train", IdentityStageConfig, _identity_train),
-    ("attributes", "train", AttributeStageConfig, _attributes_train),
-    ("expander", "train", ExpanderStageConfig, _expander_train),
-    ("mask", "train", MaskStageConfig, _mask_train),
-    ("baseline", "train", BaselineStageConfig, _baseline_train),
-    ("baseline", "derive", DeriveStageConfig, _baseline_derive),
-    ("evaluate", None, EvaluateStageConfig, _evaluate),
-)
+STAGES_BY_WORDS = {c.words: c for c in STAGE_COMMANDS}
 
 
 def _add_stage_command(group, name: str, cls: type, run) -> argparse.ArgumentParser:
@@ -380,7 +292,7 @@ def _file_parser() -> argparse.ArgumentParser:
     d.add_argument("--share", action="store_true", help="also open a public Gradio link (off by default)")
     d.set_defaults(func=_demo)
 
-    _add_stage_command(sub, "evaluate", EvaluateStageConfig, _evaluate)
+    _add_stage_command(sub, "evaluate", EvaluateStageConfig, STAGES_BY_WORDS[("evaluate",)].run)
 
     x = sub.add_parser("export", help="a trained editor as a folder to share: safetensors, config.json, model card")
     x.add_argument("--ckpt", required=True, help="generator or baseline checkpoint (or an exported folder)")
@@ -440,9 +352,9 @@ def _file_parser() -> argparse.ArgumentParser:
         aliases = ["mllm"] if command == "expander" else []  # the paper's name for it, the command's old name
         subparsers[command] = sub.add_parser(command, aliases=aliases, help=text).add_subparsers(
             dest=f"{command}_command", required=True)
-    for command, name, cls, run in STAGE_COMMANDS:
-        if name is not None:
-            _add_stage_command(subparsers[command], name, cls, run)
+    for c in STAGE_COMMANDS:
+        if len(c.words) == 2:
+            _add_stage_command(subparsers[c.words[0]], c.words[1], c.config, c.run)
 
     d = sub.add_parser("data", help="look at a dataset")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -9,6 +9,7 @@ import yaml
 
 from xmgie.errors import UserError
 from xmgie.stage_config import to_argv
+from xmgie.stages import PIPELINE_STAGES
 
 BUDGETS_FILE = "experiments/budgets.yaml"
 
@@ -38,16 +39,8 @@ FIT_SETTINGS = ("generator", "base", "finetune", "scratch")  # budget entries of
 BUDGET_KEYS = ("seeds", "scratch_seeds", "jobs", "train_config", "resources")  # the rest of a budget
 
 
-def _stage_configs() -> dict[str, type]:
-    from xmgie.evaluation.config import EvaluateStageConfig
-    from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, ExpanderStageConfig,
-                                       IdentityStageConfig)
-
-    return {"identity": IdentityStageConfig, "attributes": AttributeStageConfig, "expander": ExpanderStageConfig,
-            "baseline": BaselineStageConfig, "evaluate": EvaluateStageConfig}
-
-
-STAGE_CONFIGS = _stage_configs()  # budget entries of the stage commands declared by a config (stage_config.py)
+# budget entries of the stage commands declared by a config (xmgie/stages.py), by stage kind
+STAGE_CONFIGS = {kind: command.config for kind, command in PIPELINE_STAGES.items()}
 
 
 def budget_argv(budget: dict[str, Any], entry: str) -> list[str]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xmgie.stages import PIPELINE_STAGES
+
 STAGE_KINDS = ("identity", "attributes", "expander", "generator", "baseline", "derive", "evaluate")
 EDITORS = ("generator", "baseline", "derive")  # stages whose output is a checkpoint `xmgie evaluate` reads
 
@@ -33,9 +35,9 @@ class Stage:
 
     @property
     def output(self) -> Path:
-        return self.folder / {"identity": "encoder.pt", "attributes": "classifier.pt", "expander": "expander.pt",
-                              "generator": "run/checkpoints/last.ckpt", "baseline": "baseline.ckpt",
-                              "derive": "baseline.ckpt", "evaluate": "result.json"}[self.kind]
+        if self.kind == "generator":  # LightningCLI's `xmgie fit`, into the stage folder's run/
+            return self.folder / "run/checkpoints/last.ckpt"
+        return self.folder / PIPELINE_STAGES[self.kind].output
 
     def record(self) -> dict[str, Any]:
         path = self.folder / "stage.json"
