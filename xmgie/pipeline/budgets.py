@@ -12,6 +12,10 @@ from xmgie.stage_config import to_argv
 from xmgie.stages import PIPELINE_STAGES
 
 BUDGETS_FILE = "experiments/budgets.yaml"
+FIT_SETTINGS = ("generator", "base", "finetune", "scratch")  # budget entries of `xmgie fit` (jsonargparse keys)
+BUDGET_KEYS = ("seeds", "scratch_seeds", "jobs", "train_config", "resources")  # the rest of a budget
+# budget entries of the stage commands declared by a config (xmgie/stages.py), by stage kind
+STAGE_CONFIGS = {kind: command.config for kind, command in PIPELINE_STAGES.items()}
 
 
 def load_budget(name: str, repo: Path) -> dict[str, Any]:
@@ -33,14 +37,6 @@ def load_budget(name: str, repo: Path) -> dict[str, Any]:
         if budget.get(entry) is not None:  # `base: null`: no base stage
             budget[entry] = budget_argv(budget, entry)
     return budget
-
-
-FIT_SETTINGS = ("generator", "base", "finetune", "scratch")  # budget entries of `xmgie fit` (jsonargparse keys)
-BUDGET_KEYS = ("seeds", "scratch_seeds", "jobs", "train_config", "resources")  # the rest of a budget
-
-
-# budget entries of the stage commands declared by a config (xmgie/stages.py), by stage kind
-STAGE_CONFIGS = {kind: command.config for kind, command in PIPELINE_STAGES.items()}
 
 
 def budget_argv(budget: dict[str, Any], entry: str) -> list[str]:

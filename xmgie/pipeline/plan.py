@@ -150,7 +150,8 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
                 source = checkpoints.get((recipe.source, seed))
                 if source is None:
                     continue  # its source method is not in the spec: nothing to derive from
-                stage = Stage("derive", dataset, name, seed, ["baseline", "derive", "--method", name], [source])
+                stage = Stage("derive", dataset, name, seed, ["baseline", "derive", "--method", name,
+                                                              *budget.get("derive", [])], [source])
             checkpoints[(name, seed)] = stage
             ev = Stage("evaluate", dataset, name, seed, ["evaluate", "--dataset", dataset, *data, "--name", name,
                                                         "--seed", str(seed), *budget.get("evaluate", [])],
