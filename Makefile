@@ -118,10 +118,12 @@ $(DEMO_STAMP): $(STAMP) pyproject.toml
 demo-setup: $(DEMO_STAMP)
 
 # A local web page over CKPT (default: make train's checkpoint) at http://127.0.0.1:$(PORT), with the instruction
-# expander when make train-expander has written one (or EXPANDER=<file>).
+# expander when make train-expander has written one (or EXPANDER=<file>), and the learned mask predictor for its
+# automatic masks when make train-mask has written one (or MASK_NET=<file>).
 PORT ?= 7860
 demo: $(DEMO_STAMP)
-	$(XMGIE) demo --ckpt $(CKPT) --port $(PORT) $(if $(wildcard $(EXPANDER)),--expander $(EXPANDER)) $(ARGS)
+	$(XMGIE) demo --ckpt $(CKPT) --port $(PORT) $(if $(wildcard $(EXPANDER)),--expander $(EXPANDER)) \
+		$(if $(wildcard $(MASK_NET)),--mask-net $(MASK_NET)) $(ARGS)
 
 # The demo page in headless chromium (apt-get install chromium chromium-driver; skipped without them) and through
 # gradio_client. XMGIE_SCREENSHOT=<path> keeps the page's screenshot.

@@ -42,6 +42,9 @@ def test_the_settings_command_spells_every_setting_once():
     assert args[args.index("--modules-off") + 1] == "gb,cam" and "--guidance-image" not in args
     auto = shlex.split(DemoSettings("make it red", mask="auto").command("c.ckpt", "e.pt"))
     assert auto[auto.index("--mask") + 1] == "auto" and auto[auto.index("--expander") + 1] == "e.pt"
+    assert "--mask-net" not in auto and "--mask-net" not in args  # the relevance map; a painted mask
+    learned = shlex.split(DemoSettings("make it red", mask="auto").command("c.ckpt", None, mask_net="m.pt"))
+    assert learned[learned.index("--mask-net") + 1] == "m.pt"
 
 
 def test_the_bundled_examples_exist():

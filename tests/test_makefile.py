@@ -72,9 +72,10 @@ def test_make_train_init_fine_tunes_into_its_own_run():
     assert "init_from" not in _dry("train", "DATASET=nosuch")
 
 
-def test_make_demo_serves_make_trains_checkpoint_with_the_expander_when_there_is_one(tmp_path):
-    out = _dry("demo", f"CKPT={tmp_path}/c.ckpt", f"EXPANDER={tmp_path}/none.pt")
-    assert f"demo --ckpt {tmp_path}/c.ckpt --port 7860" in out and "--expander" not in out
+def test_make_demo_serves_make_trains_checkpoint_with_the_expander_and_mask_net_when_there_are_some(tmp_path):
+    out = _dry("demo", f"CKPT={tmp_path}/c.ckpt", f"EXPANDER={tmp_path}/none.pt", f"MASK_NET={tmp_path}/none.pt")
+    assert f"demo --ckpt {tmp_path}/c.ckpt --port 7860" in out and "--expander" not in out and "--mask-net" not in out
     (tmp_path / "e.pt").write_bytes(b"")
     assert f"--expander {tmp_path}/e.pt" in _dry("demo", f"EXPANDER={tmp_path}/e.pt")
+    assert f"--mask-net {tmp_path}/e.pt" in _dry("demo", f"MASK_NET={tmp_path}/e.pt")
     assert "'.[dev,demo,browser]'" in _dry("-B", "demo-setup")

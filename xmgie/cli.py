@@ -94,7 +94,7 @@ def _demo(args: argparse.Namespace) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1") or args.share:
         print(f"xmgie demo: serving beyond this machine ({'a public link' if args.share else args.host}): anyone "
               f"who reaches it can run edits", file=sys.stderr)
-    launch(args.ckpt, args.expander, args.device, args.host, args.port, args.share)
+    launch(args.ckpt, args.expander, args.device, args.host, args.port, args.share, masks=mask_settings(args))
 
 
 def _table(args: argparse.Namespace) -> None:
@@ -290,6 +290,7 @@ def _file_parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     d.add_argument("--port", type=int, default=7860)
     d.add_argument("--share", action="store_true", help="also open a public Gradio link (off by default)")
+    _mask_arguments(d)
     d.set_defaults(func=_demo)
 
     _add_stage_command(sub, "evaluate", EvaluateStageConfig, STAGES_BY_WORDS[("evaluate",)].run)

@@ -22,6 +22,7 @@ from PIL import Image
 
 from xmgie.errors import UserError
 from xmgie.inference import EditPipeline, EditRequest
+from xmgie.modules.mask_predictor import MaskPredictorConfig
 from xmgie.training.config import SamplingConfig
 
 MAX_SIDE = 4096              # larger photos are refused: the compositing runs at the photo's own size
@@ -42,9 +43,12 @@ class DemoSettings:
     guidance_image: float | None = None
     modules_off: list[str] = field(default_factory=list)
 
-    def command(self, ckpt: str, expander: str | None, image: str = "photo.png", mask_file: str = "mask.png") -> str:
+    def command(self, ckpt: str, expander: str | None, image: str = "photo.png", mask_file: str = "mask.png",
+                mask_net: str | None = None) -> str:
         args = ["xmgie", "edit", "--ckpt", ckpt, "--image", image, "--prompt", self.prompt,
                 "--mask", mask_file if self.mask == "painted" else self.mask, "--seed", str(self.seed)]
+        if self.mask == "auto" and mask_net:
+            args += ["--mask-net", mask_net]
         if self.instruction:
             args += ["--instruction", self.instruction]
         elif expander:
@@ -156,7 +160,8 @@ class DemoEditor:
         result.mask.save(folder / "mask.png")
         record = {**asdict(settings), "instruction_read": result.instruction, "mask_source": result.mask_source,
                   "checkpoint": self.ckpt, "expander": self.expander,
-                  "command": settings.command(self.ckpt, self.expander, "photo.png", "mask.png")}
+                  "command": settings.command(self.ckpt, self.expander, "photo.png", "mask.png",
+                                              self.pipe.mask_predictor.cfg.net)}
         (folder / "settings.json").write_text(json.dumps(record, indent=2) + "\n")
         files = [str(folder / name) for name in ("edit.png", "mask.png", "settings.json", "photo.png")]
         return DemoResult(result.image, result.mask, overlay(photo, result.mask), result.instruction,
@@ -259,8 +264,9 @@ def build_app(demo: DemoEditor):
 
 
 def launch(ckpt: str, expander: str | None = None, device: str | None = None, host: str = "127.0.0.1",
-           port: int | None = None, share: bool = False, block: bool = True):
-    """Load the editor once and serve the page; returns the app (and does not block with `block=False`)."""
+           port: int | None = None, share: bool = False, block: bool = True, masks: MaskPredictorConfig | None = None):
+    """Load the editor once and serve the page; returns the app (and does not block with `block=False`). `masks`:
+    the settings of the page's automatic masks (a learned predictor's file among them)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
     try:
         import gradio  # noqa: F401
@@ -268,7 +274,7 @@ def launch(ckpt: str, expander: str | None = None, device: str | None = None, ho
         raise UserError("the demo needs Gradio: pip install -e '.[demo]' (make demo installs it)") from None
     from xmgie.inference import default_device
 
-    pipe = EditPipeline.from_checkpoint(ckpt, device=device or default_device(), expander=expander)
+    pipe = EditPipeline.from_checkpoint(ckpt, device=device or default_device(), expander=expander, masks=masks)
     app = build_app(DemoEditor(pipe, ckpt, expander))
     app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, quiet=not block)
     return app
