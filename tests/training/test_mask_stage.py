@@ -57,3 +57,24 @@ def test_a_dataset_without_masks_is_refused(tmp_path, capsys):
         main(["mask", "train", "--dataset", "triplets", "--data-root", str(root), "--out", str(tmp_path / "m.pt"),
               "--steps", "2", "--resolution", "16"])
     assert exit_.value.code == 2 and "has no edit masks to learn from" in capsys.readouterr().err
+
+
+def test_random_blur_blurs_about_half_the_images_as_scipy_does_and_leaves_the_rest():
+    from scipy.ndimage import gaussian_filter
+
+    from xmgie.training.mask_module import random_blur
+
+    x = torch.rand(64, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    assert random_blur(x, 0.0) is x
+    g = torch.Generator().manual_seed(1)
+    out = random_blur(x, 1.0, g)
+    u = torch.rand(2, 64, generator=torch.Generator().manual_seed(1))
+    sigma = u[0] * (u[1] < 0.5)
+    assert 16 < int((sigma > 0).sum()) < 48
+    for i in range(64):
+        if sigma[i] == 0:
+            assert torch.equal(out[i], x[i])
+        else:  # a 5×5 kernel (radius 2), mirrored borders
+            s = max(float(sigma[i]), 1e-3)
+            ref = gaussian_filter(x[i].double().numpy(), sigma=(0, s, s), mode="mirror", truncate=2 / s)
+            assert np.allclose(out[i].numpy(), ref, atol=1e-5), i

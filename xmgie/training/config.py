@@ -217,12 +217,15 @@ class MaskStageConfig(DataStageConfig):
         channels: width of the first level (then 2×, 4×).
         lr: learning rate.
         threshold: τ on the probabilities for the held-out scores (what --mask-threshold does at use).
+        blur: largest σ (pixels) of the Gaussian blur applied to half the training photos, so photos downsized from
+            a larger size are read as well as the dataset's own renders (0: none).
     """
 
     steps: int = 1500
     channels: int = 32
     lr: float = 2e-3
     threshold: float = 0.5
+    blur: float = 1.0
 
 
 @dataclass
