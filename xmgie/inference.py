@@ -19,8 +19,8 @@ from PIL import Image, UnidentifiedImageError
 from xmgie.compositing import composite
 from xmgie.errors import UserError
 from xmgie.models.generator import EditGenerator
-from xmgie.modules.gaussian_blur import GaussianBlur
 from xmgie.models.mask_net import mask_predictor
+from xmgie.modules.gaussian_blur import GaussianBlur
 from xmgie.modules.mask_predictor import MaskPredictorConfig, threshold
 
 SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "F")
