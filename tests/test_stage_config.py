@@ -6,9 +6,9 @@ import pytest
 
 from tests.test_cli import run_cli
 from xmgie.cli import _file_parser
-from xmgie.stages import PIPELINE_STAGES, STAGE_COMMANDS
 from xmgie.errors import UserError
 from xmgie.stage_config import config_from, field_docs, flag, required, to_argv, to_yaml
+from xmgie.stages import PIPELINE_STAGES, STAGE_COMMANDS
 
 REQUIRED = {"out": "x.pt", "source": "m.ckpt", "ckpt": "m.ckpt"}
 
