@@ -236,9 +236,6 @@ def _expander_expand(args: argparse.Namespace) -> None:
                          no_repeat_ngram_size=3 if args.beams > 1 else 0, zero_prefix=args.without_image)[0])
 
 
-STAGES_BY_WORDS = {c.words: c for c in STAGE_COMMANDS}
-
-
 def _add_stage_command(group, name: str, cls: type, run) -> argparse.ArgumentParser:
     summary = (cls.__doc__ or "").split("\n\n")[0].split(": ", 1)[-1].replace("\n", " ")
     parser = group.add_parser(name, help=summary, description=summary)
@@ -293,7 +290,6 @@ def _file_parser() -> argparse.ArgumentParser:
     _mask_arguments(d)
     d.set_defaults(func=_demo)
 
-    _add_stage_command(sub, "evaluate", EvaluateStageConfig, STAGES_BY_WORDS[("evaluate",)].run)
 
     x = sub.add_parser("export", help="a trained editor as a folder to share: safetensors, config.json, model card")
     x.add_argument("--ckpt", required=True, help="generator or baseline checkpoint (or an exported folder)")
@@ -353,9 +349,9 @@ def _file_parser() -> argparse.ArgumentParser:
         aliases = ["mllm"] if command == "expander" else []  # the paper's name for it, the command's old name
         subparsers[command] = sub.add_parser(command, aliases=aliases, help=text).add_subparsers(
             dest=f"{command}_command", required=True)
-    for c in STAGE_COMMANDS:
-        if len(c.words) == 2:
-            _add_stage_command(subparsers[c.words[0]], c.words[1], c.config, c.run)
+    for c in STAGE_COMMANDS:  # `xmgie evaluate`, or a subcommand of its group (`xmgie identity train`)
+        group = sub if len(c.words) == 1 else subparsers[c.words[0]]
+        _add_stage_command(group, c.words[-1], c.config, c.run)
 
     d = sub.add_parser("data", help="look at a dataset")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -118,8 +118,8 @@ def submit(stages: list[Stage], cluster: str, budget: dict[str, Any], extra: dic
         executor.update_parameters(name=f"xmgie:{s.label}")
         job = executor.submit(stage_job, s, poll_s)
         jobs[s.label] = job.job_id
-        write_record(s, {**rec, "stage": s.label, "status": "queued", "key": s.key, "job": job.job_id, "cluster": cluster,
-                   **({"slurm_job": job.job_id} if cluster == "slurm" else {})})
+        write_record(s, {**rec, "stage": s.label, "status": "queued", "key": s.key, "job": job.job_id,
+                         "cluster": cluster, **({"slurm_job": job.job_id} if cluster == "slurm" else {})})
         log(f"submitted {s.label}: job {job.job_id}" + (f" after {', '.join(after)}" if after else ""))
     executor = make_executor(cluster, work / "submitit", stage_resources(budget, "table"), extra,  # 3.
                              sorted(set(jobs.values())), "afterany")
