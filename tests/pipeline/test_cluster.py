@@ -96,10 +96,14 @@ def test_stages_become_dependent_jobs_that_run_their_stage(slurm, tmp_path, caps
     folder = next(work.glob("shapes/identity-*"))
     record = json.loads((folder / "stage.json").read_text())
     assert record["status"] == "done" and record["slurm_job"] == ids["shapes/identity"]
+    assert record["job"] == ids["shapes/identity"]  # the job's id stays in the record: a running stage is held
     assert (folder / "encoder.pt").is_file() and "identity" in (folder / "log.txt").read_text()
 
-    # submitted again while the other jobs still wait: nothing new but the table job
+    # submitted again while the other jobs still wait (the baseline's job already running its stage): nothing new
+    # but the table job
     (slurm / "alive").touch()
+    baseline = next(work.glob("shapes/baseline-*")) / "stage.json"
+    baseline.write_text(json.dumps({**json.loads(baseline.read_text()), "status": "running", "pid": 1}))
     for old in slurm.glob("job*.sh"):
         old.unlink()
     main([*argv, "--executor", "slurm"])

@@ -75,14 +75,16 @@ def stage_job(stage: Stage, poll_s: float = 2.0) -> str:
 
     1. Wait until the stages it needs are settled (at once on SLURM: `afterok` started it after them).
     2. One of them not done: record the stage as blocked and fail.
-    3. Run the stage (its own interpreter, log.txt, stage.json) and return its status; a failure fails the job.
+    3. Run the stage (its own interpreter, log.txt, stage.json, which keeps this job's id while it runs) and
+       return its status; a failure fails the job.
     """
     wait_settled(stage.needs, poll_s)  # 1.
     blocked = [n.label for n in stage.needs if n.status() != "done"]
     if blocked:  # 2.
         write_record(stage, {**stage.record(), "status": "blocked", "blocked_by": blocked})
         raise RuntimeError(f"{stage.label} needs {', '.join(blocked)}, not done")
-    if run_stage(stage) != "done":  # 3.
+    submitted = {k: v for k, v in stage.record().items() if k in ("job", "cluster", "slurm_job")}
+    if run_stage(stage, job=submitted) != "done":  # 3.
         raise RuntimeError(f"{stage.label} failed; log: {stage.record().get('log')}")
     return "done"
 

@@ -66,9 +66,11 @@ def _launch(argv: list[str], log: Path, entry: Callable[[list[str]], None] | Non
     return popen.pid, lambda: (popen.wait(), out.close())[0]
 
 
-def run_stage(stage: Stage, entry: Callable[[list[str]], None] | None = None, threads: int | None = None) -> str:
+def run_stage(stage: Stage, entry: Callable[[list[str]], None] | None = None, threads: int | None = None,
+              job: dict[str, str] | None = None) -> str:
     """Run one stage to completion in its own process (`_launch`; on `threads` cores when given); returns its
-    final status (done | failed)."""
+    final status (done | failed). `job`: the submitted job running it (id, cluster), kept in its record so a
+    second submission sees it is held."""
     stage.folder.mkdir(parents=True, exist_ok=True)
     argv = list(stage.argv)
     resumed = stage.kind == "generator" and stage.output.is_file()
@@ -79,7 +81,7 @@ def run_stage(stage: Stage, entry: Callable[[list[str]], None] | None = None, th
     rec = {"stage": stage.label, "status": "running", "key": stage.key, "command": shlex.join(["xmgie", *argv]),
            "log": str(log), "started": _now(), "attempts": previous.get("attempts", 0) + 1, "resumed": resumed,
            "code": code_version(), **({"slurm_job": os.environ["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in os.environ
-                                      else {})}
+                                      else {}), **(job or {})}
     start = time.perf_counter()
     with open(log, "a") as f:
         f.write(f"\n# {rec['started']} attempt {rec['attempts']}: {rec['command']}\n")
@@ -88,7 +90,7 @@ def run_stage(stage: Stage, entry: Callable[[list[str]], None] | None = None, th
     code = join()
     ok = code == 0 and stage.output.exists()
     write_record(stage, {**rec, "status": "done" if ok else "failed", "exit_code": code, "finished": _now(),
-                   "wall_time_s": round(time.perf_counter() - start + previous.get("wall_time_s", 0.0), 1)})
+                         "wall_time_s": round(time.perf_counter() - start + previous.get("wall_time_s", 0.0), 1)})
     return "done" if ok else "failed"
 
 
