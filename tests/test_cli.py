@@ -131,14 +131,13 @@ def test_many_photos_one_call_each_edit_as_if_alone(smoke_run, tmp_path, capsys)
 
 
 def test_the_editing_path_imports_neither_lightning_nor_the_datasets(smoke_run, image, tmp_path):
-    """Nor open_clip, whose package import loads every model family: the text tower and tokenizer are the
-    package's own (torchvision and transformers still arrive with diffusers' U-Net)."""
+    """Nor open_clip, whose package import loads every model family (the text tower and tokenizer are the package's
+    own), nor diffusers, transformers or torch's compiler (the U-Net and the DDIM sampler are the package's own)."""
     code = ("import sys; from xmgie.cli import main; "
             f"main(['edit', '--ckpt', {str(smoke_run / 'checkpoints' / 'last.ckpt')!r}, '--image', {str(image)!r}, "
             f"'--prompt', 'x', '--out', {str(tmp_path / 'o.png')!r}, '--steps', '1']); "
             "print(sorted(m for m in ('lightning', 'lightning.pytorch', 'data_modules', 'torchmetrics', 'open_clip', "
-            "'timm') "
-            "if m in sys.modules))")
+            "'timm', 'diffusers', 'transformers', 'torch._dynamo') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"

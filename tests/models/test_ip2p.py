@@ -21,6 +21,7 @@ from xmgie.models import EditGenerator, GeneratorConfig
 from xmgie.models.ip2p_folder import write_ip2p_folder
 from xmgie.models.latent import widen_conv_in
 from xmgie.models.sampling import ddim_edit
+from xmgie.models.unet_folder import load_unet_folder
 from xmgie.modules.identity import build_identity_encoder, save_identity_encoder
 
 IP2P = dict(size="ip2p", prediction_type="epsilon", beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
@@ -84,11 +85,11 @@ def test_folder_loads_its_weights_and_the_latent_space_is_instructpix2pixs(folde
 
 
 def test_widening_conv_in_leaves_the_output_unchanged(folder):
-    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet").eval()
+    unet = load_unet_folder(folder / "unet").eval()
     x, t, ctx = torch.randn(2, 8, 8, 8), torch.tensor([10, 900]), torch.randn(2, 5, 32)
-    before = unet(x, t, encoder_hidden_states=ctx).sample
+    before = unet(x, t, ctx)
     widen_conv_in(unet, 9)
-    after = unet(torch.cat([x, torch.randn(2, 1, 8, 8) * 5], 1), t, encoder_hidden_states=ctx).sample
+    after = unet(torch.cat([x, torch.randn(2, 1, 8, 8) * 5], 1), t, ctx)
     assert torch.allclose(before, after, atol=1e-6)
     with pytest.raises(ValueError, match="cannot narrow"):
         widen_conv_in(unet, 4)

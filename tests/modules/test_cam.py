@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from tests.modules.conftest import micro_generator
+from xmgie.models.unet_layers import Attention
 from xmgie.modules.cam import CrossAttentionMasking, MaskedCrossAttnProcessor, layer_mask, masked_cross_attention
 
 
@@ -57,9 +58,9 @@ def _generator(cam: bool):
 
 def test_processor_is_installed_on_cross_attention_only_and_masks_words():
     g = _generator(cam=True)
-    procs = g.unet.attn_processors
-    assert all(isinstance(p, MaskedCrossAttnProcessor) == n.endswith("attn2.processor") for n, p in procs.items())
-    assert any(n.endswith("attn2.processor") for n in procs)
+    procs = {n: m.processor for n, m in g.unet.named_modules() if isinstance(m, Attention)}
+    assert all(isinstance(p, MaskedCrossAttnProcessor) == n.endswith("attn2") for n, p in procs.items())
+    assert any(n.endswith("attn2") for n in procs)
     base = _generator(cam=False)
     base.load_state_dict(g.state_dict())
     src = torch.rand(2, 3, 16, 16) * 2 - 1
@@ -81,7 +82,7 @@ def test_processor_is_installed_on_cross_attention_only_and_masks_words():
 
 def test_self_attention_is_untouched():
     g = _generator(cam=True)
-    proc = next(p for n, p in g.unet.attn_processors.items() if n.endswith("attn2.processor"))
+    proc = next(m.processor for n, m in g.unet.named_modules() if n.endswith("attn2"))
     attn = next(m for n, m in g.unet.named_modules() if n.endswith("attn1"))
     h = torch.randn(2, 16, attn.to_q.in_features)
     cam = g.plugins[0]  # give it a state: a mask that would matter if it were applied

@@ -95,12 +95,11 @@ def test_facenet_loads_a_local_state_dict_and_embeds(tmp_path):
 
 
 def test_identity_attention_matches_a_naive_einsum():
-    from diffusers.models.attention_processor import Attention
-
+    from xmgie.models.unet_layers import Attention
     from xmgie.modules.identity import identity_attention
 
     torch.manual_seed(0)
-    attn = Attention(query_dim=12, cross_attention_dim=8, heads=3, dim_head=5)
+    attn = Attention(query_dim=12, heads=3, head_dim=5, cross_attention_dim=8)
     to_k, to_v = torch.nn.Linear(8, 15, bias=False), torch.nn.Linear(8, 15, bias=False)
     hidden, tokens = torch.randn(2, 7, 12), torch.randn(2, 4, 8)
     q = (hidden @ attn.to_q.weight.T).view(2, 7, 3, 5)                       # (B, N, h, d)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel
 
 from xmgie.conditioning.bpe import BPETokenizer, read_vocabulary, vocabulary_file
+
+if TYPE_CHECKING:  # transformers is imported where a tower is built: a pixel-space editor never needs it
+    from transformers import CLIPTextModel
 
 START, END = "<|startoftext|>", "<|endoftext|>"  # the names transformers' CLIPTokenizer gives them
 
@@ -27,7 +29,7 @@ class CLIPText(nn.Module):
         trainable: train the tower with the generator (False: frozen, features computed without a graph).
     """
 
-    def __init__(self, model: CLIPTextModel, tokenize: Callable[[list[str]], torch.Tensor],
+    def __init__(self, model: "CLIPTextModel", tokenize: Callable[[list[str]], torch.Tensor],
                  special_tokens: tuple[int, int], trainable: bool = False):
         super().__init__()
         self.model = model.requires_grad_(trainable)
@@ -72,8 +74,10 @@ def open_clip_tokenize(context_length: int = 77) -> Callable[[list[str]], torch.
 
 
 def random_clip_text(width: int, layers: int, heads: int, intermediate: int, context_length: int = 77,
-                     vocab_size: int = 49408) -> CLIPTextModel:
+                     vocab_size: int = 49408) -> "CLIPTextModel":
     """A randomly initialised CLIP text transformer of the given shape, with CLIP's special token ids."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
     cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=intermediate,
                          num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=context_length,
                          bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,

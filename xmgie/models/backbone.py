@@ -5,24 +5,28 @@ folder in the `timbrooks/instruct-pix2pix` layout (`pretrained`). Nothing is fet
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
 from xmgie.conditioning.clip_text import CLIPText, hf_tokenize, open_clip_tokenize, random_clip_text
 from xmgie.conditioning.text_encoder import END_TOKEN, START_TOKEN, TextEncoder
 from xmgie.errors import UserError
 from xmgie.models.latent import LatentCodec, widen_conv_in
+from xmgie.models.schedule import SCHEDULE_FIELDS, NoiseSchedule
 from xmgie.models.unet import UNET_SIZES, build_unet
+from xmgie.models.unet2d import ConditionalUNet
+from xmgie.models.unet_folder import load_unet_folder
 
 if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
+
     from xmgie.models.generator import GeneratorConfig
 
 IP2P_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-SCHEDULE_FIELDS = ("prediction_type", "beta_schedule", "num_train_timesteps", "beta_start", "beta_end")
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,12 @@ LATENT_SIZES: dict[str, LatentSize] = {
 @dataclass
 class Backbone:
     """unet: the denoiser; text_encoder: TextEncoder or CLIPText; codec: the VAE (None in pixel space);
-    scheduler: the training noise schedule (a DDPMScheduler)."""
+    schedule: the training noise schedule."""
 
-    unet: UNet2DConditionModel
+    unet: ConditionalUNet
     text_encoder: nn.Module
     codec: LatentCodec | None
-    scheduler: DDPMScheduler
+    schedule: NoiseSchedule
 
     @property
     def special_tokens(self) -> tuple[int, int]:
@@ -67,10 +71,8 @@ def unet_in_channels(cfg: "GeneratorConfig", channels: int) -> int:
     return 2 * channels + int(cfg.hide_masked_source or cfg.mask_channel)
 
 
-def config_scheduler(cfg: "GeneratorConfig") -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                         beta_start=cfg.beta_start, beta_end=cfg.beta_end, prediction_type=cfg.prediction_type,
-                         clip_sample=False)
+def config_schedule(cfg: "GeneratorConfig") -> NoiseSchedule:
+    return NoiseSchedule(**{k: getattr(cfg, k) for k in SCHEDULE_FIELDS})
 
 
 def build_backbone(cfg: "GeneratorConfig", share: Backbone | None = None) -> Backbone:
@@ -83,13 +85,12 @@ def build_backbone(cfg: "GeneratorConfig", share: Backbone | None = None) -> Bac
         text = share.text_encoder
         if any(p.requires_grad for p in text.parameters()):
             text = copy.deepcopy(text)
-        unet = UNet2DConditionModel.from_config(share.unet.config)
-        return Backbone(unet, text, share.codec, share.scheduler)
+        return Backbone(ConditionalUNet(share.unet.config), text, share.codec, share.schedule)
     if not UNET_SIZES[cfg.size].latent:
         text = TextEncoder(cfg.text)
         unet = build_unet(cfg.size, in_channels=unet_in_channels(cfg, 3), out_channels=3,
                           cross_attention_dim=cfg.text.width, pooled_text=cfg.pooled_text, film=cfg.film)
-        return Backbone(unet, text, None, config_scheduler(cfg))
+        return Backbone(unet, text, None, config_schedule(cfg))
     if cfg.pretrained:
         return load_pretrained_backbone(cfg)
     s = LATENT_SIZES[cfg.size]
@@ -98,10 +99,12 @@ def build_backbone(cfg: "GeneratorConfig", share: Backbone | None = None) -> Bac
     codec = LatentCodec(random_vae(s))
     unet = build_unet(cfg.size, in_channels=unet_in_channels(cfg, s.latent_channels), out_channels=s.latent_channels,
                       cross_attention_dim=s.text_width, pooled_text=cfg.pooled_text, film=cfg.film)
-    return Backbone(unet, text, codec, config_scheduler(cfg))
+    return Backbone(unet, text, codec, config_schedule(cfg))
 
 
-def random_vae(s: LatentSize) -> AutoencoderKL:
+def random_vae(s: LatentSize) -> "AutoencoderKL":
+    from diffusers import AutoencoderKL
+
     n = len(s.vae_channels)
     return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
                          up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=s.vae_channels,
@@ -137,23 +140,22 @@ def load_pretrained_backbone(cfg: "GeneratorConfig") -> Backbone:
     model); 4. widen conv_in with zero weights when the config needs more inputs (the mask channel; 4 -> 8 for a
     plain Stable Diffusion folder), so the pretrained behaviour is unchanged at initialisation.
     """
+    from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
     folder = resolve_pretrained(cfg.pretrained)
     check_ip2p_folder(folder)  # 1.
     try:  # 2.
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", local_files_only=True)
+        unet = load_unet_folder(folder / "unet")
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True)
         text_model = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", local_files_only=True)
         tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
-        sched_cfg = DDPMScheduler.load_config(folder, subfolder="scheduler", local_files_only=True)
-    except (OSError, ValueError, KeyError) as err:
+        schedule = read_schedule(folder / "scheduler" / "scheduler_config.json")
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"cannot load the pretrained folder {folder}: {type(err).__name__}: "
                         f"{str(err).splitlines()[0]}") from None
-    sched_cfg = {k: v for k, v in sched_cfg.items() if not k.startswith("_")}
-    scheduler = DDPMScheduler.from_config({**sched_cfg, "clip_sample": False})
-    wrong = [f"--model.generator.{k}={scheduler.config[k]}" for k in SCHEDULE_FIELDS  # 3.
-             if scheduler.config[k] != getattr(cfg, k)]
+    wrong = [f"--model.generator.{k}={getattr(schedule, k)}" for k in SCHEDULE_FIELDS  # 3.
+             if getattr(schedule, k) != getattr(cfg, k)]
     if wrong:
         raise UserError(f"the noise schedule of {folder} differs from the config: set {' '.join(wrong)}")
     codec = LatentCodec(vae)
@@ -170,4 +172,13 @@ def load_pretrained_backbone(cfg: "GeneratorConfig") -> Backbone:
         raise UserError(f"{folder}: {err}") from None
     special = (tokenizer.bos_token_id, tokenizer.eos_token_id)
     text = CLIPText(text_model, hf_tokenize(tokenizer), special, trainable=cfg.train_text_encoder)
-    return Backbone(unet, text, codec, scheduler)
+    return Backbone(unet, text, codec, schedule)
+
+
+def read_schedule(path: Path) -> NoiseSchedule:
+    """The forward process of a diffusers scheduler_config.json (any scheduler class: only the process is read;
+    the diffusers defaults fill what the file leaves out)."""
+    config = json.loads(path.read_text())
+    defaults = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02,
+                "prediction_type": "epsilon"}
+    return NoiseSchedule(**{k: config.get(k, v) for k, v in defaults.items()})

@@ -119,13 +119,13 @@ class EditGenerator(nn.Module):
             plugin.attach(self.unet)
         if cfg.compile:
             self.unet.compile(backend=cfg.compile)  # in place: parameter names (checkpoints) are unchanged
-        self.scheduler = backbone.scheduler
-        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.clone().float(), persistent=False)
+        self.schedule = backbone.schedule
+        self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod, persistent=False)  # (T,) float32
         self.register_buffer("null_tokens", self.text_encoder.tokenize([""]), persistent=False)  # (1, T)
 
     def backbone(self) -> Backbone:
         """The parts this generator was built from (for a copy that shares the frozen ones)."""
-        return Backbone(self.unet, self.text_encoder, self.codec, self.scheduler)
+        return Backbone(self.unet, self.text_encoder, self.codec, self.schedule)
 
     @property
     def active_plugins(self) -> list[EditPlugin]:
@@ -313,7 +313,7 @@ class EditGenerator(nn.Module):
         context = self.context(cond) if context is None else context
         z = torch.cat([x_t, self.image_condition(cond)], dim=1)  # (B, C + C (+1), h, w): Eq. 4, image half
         pooled = context.pooled if self.cfg.pooled_text else None
-        return self.unet(z, t, encoder_hidden_states=context.tokens, class_labels=pooled).sample
+        return self.unet(z, t, context.tokens, class_labels=pooled)
 
     def _coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.alphas_cumprod[t].to(torch.float32)[:, None, None, None]  # (B, 1, 1, 1)

@@ -3,7 +3,8 @@
 
     model_index.json  unet/  vae/  text_encoder/  tokenizer/  scheduler/
 
-Each part is written by its library's `save_pretrained`; the tokenizer's vocabulary is built from the BPE file
+Each part is written in its library's format (the U-Net by `save_unet_folder`, the others by `save_pretrained`, so
+that diffusers and transformers read the folder too); the tokenizer's vocabulary is built from the BPE file
 that ships with open_clip. The weights are random: edits from such a folder are noise.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from diffusers import EulerAncestralDiscreteScheduler
 from xmgie.conditioning.clip_text import random_clip_text, write_clip_tokenizer_files
 from xmgie.models.backbone import LATENT_SIZES, random_vae
 from xmgie.models.unet import build_unet
+from xmgie.models.unet_folder import save_unet_folder
 
 # InstructPix2Pix's noise schedule (Stable Diffusion 1.5's) and its pipeline's index
 SD_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
@@ -42,8 +44,8 @@ def write_ip2p_folder(folder: str | Path, size: str = "ip2p-mini", seed: int = 0
     folder.mkdir(parents=True, exist_ok=True)
     s = LATENT_SIZES[size]
     torch.manual_seed(seed)
-    build_unet(size, in_channels=unet_in_channels, out_channels=s.latent_channels,
-               cross_attention_dim=s.text_width).save_pretrained(folder / "unet")
+    save_unet_folder(build_unet(size, in_channels=unet_in_channels, out_channels=s.latent_channels,
+                                cross_attention_dim=s.text_width), folder / "unet")
     random_vae(s).save_pretrained(folder / "vae")
     random_clip_text(s.text_width, s.text_layers, s.text_heads, s.text_intermediate).save_pretrained(
         folder / "text_encoder")

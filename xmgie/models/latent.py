@@ -2,10 +2,15 @@
 U-Net's input convolution (the InstructPix2Pix recipe)."""
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL
 from torch import nn
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL
 
 
 class LatentCodec(nn.Module):
@@ -17,7 +22,7 @@ class LatentCodec(nn.Module):
     losses (recon, adversarial, identity, GB) reach the U-Net through the frozen decoder.
     """
 
-    def __init__(self, vae: AutoencoderKL):
+    def __init__(self, vae: "AutoencoderKL"):
         super().__init__()
         self.vae = vae.requires_grad_(False).eval()
 
@@ -81,4 +86,4 @@ def widen_conv_in(unet: nn.Module, in_channels: int) -> None:
         new.weight[:, :old.in_channels] = old.weight
         new.bias.copy_(old.bias)
     unet.conv_in = new
-    unet.register_to_config(in_channels=in_channels)
+    unet.config = dataclasses.replace(unet.config, in_channels=in_channels)

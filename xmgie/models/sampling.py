@@ -9,17 +9,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-from diffusers import DDIMScheduler
-
 from xmgie.models.generator import EditGenerator, SharedReference
-
-
-def ddim_scheduler(generator: EditGenerator, steps: int) -> DDIMScheduler:
-    """DDIM over the generator's training schedule; 'trailing' spacing starts at t = T-1 (pure noise)."""
-    sched = DDIMScheduler.from_config(generator.scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True,
-                                      clip_sample=False)
-    sched.set_timesteps(steps)
-    return sched
+from xmgie.models.schedule import ddim_step, ddim_timesteps
 
 
 @torch.no_grad()
@@ -41,7 +32,7 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         raise ValueError(f"steps must be at least 1, got {steps}")
     B = source.shape[0]
     device = source.device
-    sched = ddim_scheduler(generator, steps)
+    alphas_cumprod, prediction_type = generator.alphas_cumprod, generator.cfg.prediction_type
     guided = guidance_text != 1.0 or guidance_image != 1.0
     if guided:  # branch order [text+image, image only, neither], as InstructPix2Pix
         no, yes = torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)
@@ -59,7 +50,7 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
     x = (torch.randn(generator.diffusion_shape(source), generator=rng) if initial_noise is None
          else initial_noise).to(device)  # 1. x_T (pixels or latents)
     noise = x.repeat(3, 1, 1, 1) if guided else x  # the reference branch (PFB) is noised with x_T's ε
-    x_T, timesteps = x, [int(t) for t in sched.timesteps]  # Python ints: the loop reads nothing back
+    x_T, timesteps = x, ddim_timesteps(len(alphas_cumprod), steps)  # from T - 1 (pure noise) down
     blended = round(source_blend * len(timesteps))
     if blended:  # PFB-Diff's latent blending: the source and the mask on the diffusion's grid, fixed per edit
         known_0, m = generator.reference_in_diffusion_space(edit_cond), generator.diffusion_mask(edit_cond)
@@ -69,7 +60,7 @@ def ddim_edit(generator: EditGenerator, source: torch.Tensor, mask: torch.Tensor
         if guided:  # in float32: under bf16 autocast the guidance differences would lose their low bits
             full, image_only, uncond = pred.float().chunk(3)
             pred = uncond + guidance_image * (image_only - uncond) + guidance_text * (full - image_only)
-        x = sched.step(pred, t, x).prev_sample  # 3.
+        x = ddim_step(x, pred, t, steps, alphas_cumprod, prediction_type)  # 3.
         if i < blended:
             known = known_0  # after the last step the sample is clean: the source itself
             if i + 1 < len(timesteps):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diffusers import UNet2DConditionModel
+from xmgie.models.unet2d import ConditionalUNet, UNetConfig
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class UNetSize:
     down_block_types: tuple[str, ...]
     up_block_types: tuple[str, ...]
     layers_per_block: int
-    heads: int             # diffusers calls it `attention_head_dim` but uses it as the number of heads
+    heads: int             # the config key is `attention_head_dim`, but it is the number of heads
     norm_num_groups: int   # must divide every channel count
     latent: bool = False   # True: works on VAE latents (ip2p); False: on pixels
 
@@ -51,18 +51,18 @@ UNET_SIZES: dict[str, UNetSize] = {
 
 
 def build_unet(size: str, in_channels: int, out_channels: int, cross_attention_dim: int,
-               pooled_text: bool = False, film: bool = False) -> UNet2DConditionModel:
+               pooled_text: bool = False, film: bool = False) -> ConditionalUNet:
     """Random-initialised U-Net of the named size; `pooled_text` adds a linear projection of a pooled text
     feature (B, cross_attention_dim), passed as `class_labels`, to the timestep embedding; `film` lets that
     embedding scale and shift every ResNet block's features instead of only shifting them."""
     if size not in UNET_SIZES:
         raise KeyError(f"unknown U-Net size {size!r}; available: {', '.join(UNET_SIZES)}")
     s = UNET_SIZES[size]
-    return UNet2DConditionModel(
+    return ConditionalUNet(UNetConfig(
         in_channels=in_channels, out_channels=out_channels, cross_attention_dim=cross_attention_dim,
         block_out_channels=s.block_out_channels, down_block_types=s.down_block_types,
         up_block_types=s.up_block_types, layers_per_block=s.layers_per_block, attention_head_dim=s.heads,
         norm_num_groups=s.norm_num_groups,
         class_embed_type="projection" if pooled_text else None,
         resnet_time_scale_shift="scale_shift" if film else "default",
-        projection_class_embeddings_input_dim=cross_attention_dim if pooled_text else None)
+        projection_class_embeddings_input_dim=cross_attention_dim if pooled_text else None))

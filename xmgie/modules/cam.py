@@ -10,9 +10,11 @@ Self-attention is untouched: the processor only replaces cross-attention layers.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import Attention
+from torch import nn
 
 from xmgie.conditioning.text_encoder import word_tokens
 from xmgie.modules.plugin import EditCondition, EditPlugin
@@ -70,30 +72,24 @@ class CAMState:
 
 
 class MaskedCrossAttnProcessor:
-    """diffusers attention processor: masked cross-attention (Eq. 10–12) with the plugin's current mask; a
-    layer called without encoder states (self-attention) goes to the layer's original processor."""
+    """Attention processor of a cross-attention layer: masked cross-attention (Eq. 10–12) with the plugin's
+    current mask; without one (the plugin reset) or without a context, the layer's previous processor."""
 
-    def __init__(self, plugin: "CrossAttentionMasking", fallback):
+    def __init__(self, plugin: "CrossAttentionMasking", fallback: Callable[..., torch.Tensor]):
         self.plugin, self.fallback = plugin, fallback
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
-                 encoder_hidden_states: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                 temb: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def __call__(self, attn: nn.Module, hidden: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         state = self.plugin.state
-        if encoder_hidden_states is None or state is None or attention_mask is not None:
-            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
-        if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None \
-                or attn.norm_cross or attn.residual_connection:
-            raise ValueError("CAM supports the plain cross-attention of diffusers' transformer blocks")
-        select = state.select                                                 # (B, T)
-        context = encoder_hidden_states
-        select = F.pad(select, (0, context.shape[1] - select.shape[1]), value=False)  # appended tokens: unmasked
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))                  # (B·h, N, d)
-        k = attn.head_to_batch_dim(attn.to_k(context))                        # (B·h, T', d)
-        v = attn.head_to_batch_dim(attn.to_v(context))
-        out = masked_cross_attention(q, k, v, state.spatial(hidden_states.shape[1]), select, self.plugin.mode)
-        out = attn.to_out[1](attn.to_out[0](attn.batch_to_head_dim(out)))    # (B, N, C)
-        return out / attn.rescale_output_factor
+        if context is None or state is None:
+            return self.fallback(attn, hidden, context)
+        select = F.pad(state.select, (0, context.shape[1] - state.select.shape[1]), value=False)  # (B, T'):
+        # appended tokens (IE's identity tokens) are not masked
+        q = attn.split_heads(attn.to_q(hidden)).flatten(0, 1)                # (B·h, N, d), batch-major heads
+        k = attn.split_heads(attn.to_k(context)).flatten(0, 1)                # (B·h, T', d)
+        v = attn.split_heads(attn.to_v(context)).flatten(0, 1)
+        out = masked_cross_attention(q, k, v, state.spatial(hidden.shape[1]), select, self.plugin.mode)
+        out = out.unflatten(0, (hidden.shape[0], attn.heads)).transpose(1, 2).flatten(2)  # (B, N, h·d)
+        return attn.to_out[1](attn.to_out[0](out))                            # (B, N, C)
 
 
 class CrossAttentionMasking(EditPlugin):
@@ -109,10 +105,11 @@ class CrossAttentionMasking(EditPlugin):
         self.mode, self.start_token, self.end_token = mode, start_token, end_token
         self.state: CAMState | None = None
 
-    def attach(self, unet: torch.nn.Module) -> None:
-        processors = unet.attn_processors
-        unet.set_attn_processor({name: MaskedCrossAttnProcessor(self, proc) if name.endswith("attn2.processor")
-                                 else proc for name, proc in processors.items()})
+    def attach(self, unet: nn.Module) -> None:
+        """Wrap the processor of every cross-attention layer (`models.unet_layers.Attention` named attn2)."""
+        for name, module in unet.named_modules():
+            if name.endswith("attn2"):
+                module.processor = MaskedCrossAttnProcessor(self, module.processor)
 
     def word_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T) bool: the instruction's words."""

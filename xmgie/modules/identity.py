@@ -45,7 +45,7 @@ def identity_attention(hidden: torch.Tensor, tokens: torch.Tensor, attn: nn.Modu
     k = to_k(tokens).unflatten(-1, (h, -1)).transpose(1, 2)                  # (B, h, K, d)
     v = to_v(tokens).unflatten(-1, (h, -1)).transpose(1, 2)                  # (B, h, K, d)
     o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)   # (B, N, h·d)
-    return F.linear(o, attn.to_out[0].weight) / attn.rescale_output_factor
+    return F.linear(o, attn.to_out[0].weight)
 
 
 class IdentityAttention(nn.Module):

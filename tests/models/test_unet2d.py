@@ -1,0 +1,116 @@
+"""The package's U-Net against diffusers' UNet2DConditionModel (the reference it must equal, weight for weight), its
+diffusers folders in both directions, and its config's refusals."""
+import json
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from xmgie.models.unet import UNET_SIZES, build_unet
+from xmgie.models.unet2d import ConditionalUNet, UNetConfig
+from xmgie.models.unet_folder import PICKLED, WEIGHTS, load_unet_folder, save_unet_folder
+
+
+def reference(size: str, pooled: bool = False, film: bool = False, **extra) -> UNet2DConditionModel:
+    """diffusers' U-Net of a size-table entry, every weight drawn (the output convolutions start at zero)."""
+    s = UNET_SIZES[size]
+    kw = dict(in_channels=7, out_channels=3, cross_attention_dim=24, block_out_channels=s.block_out_channels,
+              down_block_types=s.down_block_types, up_block_types=s.up_block_types,
+              layers_per_block=s.layers_per_block, attention_head_dim=s.heads, norm_num_groups=s.norm_num_groups,
+              class_embed_type="projection" if pooled else None,
+              projection_class_embeddings_input_dim=24 if pooled else None,
+              resnet_time_scale_shift="scale_shift" if film else "default")
+    unet = UNet2DConditionModel(**{**kw, **extra}).eval()
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.normal_(0, 0.05)
+    return unet
+
+
+def same_weights(ref: UNet2DConditionModel) -> ConditionalUNet:
+    ours = ConditionalUNet(UNetConfig.from_dict(dict(ref.config))).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)  # the same parameter names and shapes
+    return ours
+
+
+def outputs(a: torch.nn.Module, b: torch.nn.Module, size=(20, 28), pooled=False, channels=7, width=24):
+    torch.manual_seed(1)
+    x, t, ctx = torch.randn(2, channels, *size), torch.tensor([3, 700]), torch.randn(2, 5, width)
+    pool = torch.randn(2, width) if pooled else None
+    with torch.no_grad():
+        return a(x, t, encoder_hidden_states=ctx, class_labels=pool).sample, b(x, t, ctx, class_labels=pool)
+
+
+@pytest.mark.parametrize("size,pooled,film", [("micro", False, False), ("tiny", False, False), ("tiny", True, True),
+                                              ("ip2p-mini", False, False)])
+def test_the_unet_equals_diffusers_with_the_same_weights(size, pooled, film):
+    ref = reference(size, pooled, film)
+    ours = same_weights(ref)
+    for shape in [(32, 32), (18, 30)]:  # 18 x 30: sizes the down-sampling does not divide (upsampled to the skips')
+        a, b = outputs(ref, ours, shape, pooled)
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+
+
+def test_stable_diffusion_2_options_linear_projections_and_heads_per_level():
+    ref = reference("ip2p-mini", use_linear_projection=True, attention_head_dim=(2, 4), layers_per_block=2,
+                    transformer_layers_per_block=1)
+    a, b = outputs(ref, same_weights(ref), (16, 24))
+    torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+
+
+def test_the_full_size_unet_has_stable_diffusions_parameters():
+    with torch.device("meta"):
+        ref = UNet2DConditionModel(in_channels=8, cross_attention_dim=768)
+        ours = build_unet("ip2p", in_channels=8, out_channels=4, cross_attention_dim=768)
+    shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in ref.state_dict().items()}
+    # Stable Diffusion 1.5's 859,520,964 parameters, plus conv_in's 4 extra input channels (InstructPix2Pix)
+    assert sum(v.numel() for v in ours.state_dict().values()) == 859_520_964 + 4 * 320 * 9
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = build_unet("micro", in_channels=6, out_channels=3, cross_attention_dim=8)
+    b = build_unet("micro", in_channels=6, out_channels=3, cross_attention_dim=8)
+    b.load_state_dict(a.state_dict())
+    b.enable_gradient_checkpointing()
+    x, t, ctx = torch.randn(2, 6, 16, 16), torch.tensor([1, 500]), torch.randn(2, 3, 8)
+    for unet in (a, b):
+        unet(x, t, ctx).square().mean().backward()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_folders_round_trip_with_diffusers(tmp_path):
+    ref = reference("micro", pooled=True)
+    ref.save_pretrained(tmp_path / "theirs")  # diffusers' folder -> ours
+    a, b = outputs(ref, load_unet_folder(tmp_path / "theirs").eval(), pooled=True)
+    torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+    ours = same_weights(ref)
+    save_unet_folder(ours, tmp_path / "ours")  # ours -> diffusers
+    back = UNet2DConditionModel.from_pretrained(tmp_path / "ours").eval()
+    a, b = outputs(back, ours, pooled=True)
+    torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+    assert load_unet_folder(tmp_path / "ours").config == ours.config
+    ref.save_pretrained(tmp_path / "pickled", safe_serialization=False)  # a .bin folder: read weights-only
+    assert (tmp_path / "pickled" / PICKLED).is_file() and not (tmp_path / "pickled" / WEIGHTS).exists()
+    a, b = outputs(ref, load_unet_folder(tmp_path / "pickled").eval(), pooled=True)
+    torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+
+
+def test_what_the_unet_does_not_implement_is_refused_by_name(tmp_path):
+    config = dict(reference("micro").config)
+    with pytest.raises(ValueError, match=r"unsupported U-Net config: upcast_attention=True, time_cond_proj_dim=8"):
+        UNetConfig.from_dict({**config, "upcast_attention": True, "time_cond_proj_dim": 8})
+    with pytest.raises(ValueError, match="unsupported U-Net block types"):
+        UNetConfig.from_dict({**config, "down_block_types": ["DownBlock2D", "SimpleCrossAttnDownBlock2D"]})
+    assert UNetConfig.from_dict({**config, "transformer_layers_per_block": [1, 1], "_diffusers_version": "0"})
+    save_unet_folder(build_unet("micro", 6, 3, 8), tmp_path / "u")
+    (tmp_path / "u" / WEIGHTS).unlink()
+    with pytest.raises(FileNotFoundError, match="no U-Net weights"):
+        load_unet_folder(tmp_path / "u")
+    other = json.loads((tmp_path / "u" / "config.json").read_text())
+    save_unet_folder(build_unet("micro", 7, 3, 8), tmp_path / "u")
+    (tmp_path / "u" / "config.json").write_text(json.dumps(other))  # 6 inputs in the config, 7 in the weights
+    with pytest.raises(ValueError, match="do not fit the config"):
+        load_unet_folder(tmp_path / "u")
