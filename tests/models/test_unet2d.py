@@ -8,7 +8,7 @@ from diffusers import UNet2DConditionModel
 
 from xmgie.models.unet import UNET_SIZES, build_unet
 from xmgie.models.unet2d import ConditionalUNet, UNetConfig
-from xmgie.models.unet_folder import PICKLED, WEIGHTS, load_unet_folder, save_unet_folder
+from xmgie.models.unet_folder import HALF, PICKLED, WEIGHTS, load_unet_folder, save_unet_folder
 
 
 def reference(size: str, pooled: bool = False, film: bool = False, **extra) -> UNet2DConditionModel:
@@ -96,6 +96,12 @@ def test_folders_round_trip_with_diffusers(tmp_path):
     assert (tmp_path / "pickled" / PICKLED).is_file() and not (tmp_path / "pickled" / WEIGHTS).exists()
     a, b = outputs(ref, load_unet_folder(tmp_path / "pickled").eval(), pooled=True)
     torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
+    ref.half().save_pretrained(tmp_path / "half", variant="fp16")  # only the fp16 variant: loads as float32
+    assert (tmp_path / "half" / HALF).is_file() and not (tmp_path / "half" / WEIGHTS).exists()
+    half = load_unet_folder(tmp_path / "half")
+    assert half.dtype == torch.float32
+    a, b = outputs(ref.float(), half.eval(), pooled=True)
+    torch.testing.assert_close(b, a, atol=1e-3, rtol=0)
 
 
 def test_what_the_unet_does_not_implement_is_refused_by_name(tmp_path):

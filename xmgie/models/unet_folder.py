@@ -2,7 +2,8 @@
 weights, read into and written from `ConditionalUNet` without diffusers.
 
     unet/config.json                                   the reference's config keys (UNetConfig.from_dict)
-    unet/diffusion_pytorch_model.safetensors           weights (or a sharded .safetensors.index.json, or .bin)
+    unet/diffusion_pytorch_model.safetensors           weights (or its fp16 variant, shards listed by a
+                                                       .safetensors.index.json, or a .bin)
 """
 from __future__ import annotations
 
@@ -15,23 +16,25 @@ from xmgie.models.unet2d import ConditionalUNet, UNetConfig
 
 CONFIG = "config.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+HALF = "diffusion_pytorch_model.fp16.safetensors"  # the variant a `--include "*fp16*"` download leaves
 SHARD_INDEX = WEIGHTS + ".index.json"
 PICKLED = "diffusion_pytorch_model.bin"
 
 
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """The folder's weights: one safetensors file, shards listed by an index, or a pickled .bin read weights-only
-    (no code runs). FileNotFoundError naming what was looked for."""
+    """The folder's weights: one safetensors file (full or half precision), shards listed by an index, or a pickled
+    .bin read weights-only (no code runs). FileNotFoundError naming what was looked for."""
     from safetensors.torch import load_file
 
-    if (folder / WEIGHTS).is_file():
-        return load_file(folder / WEIGHTS)
+    for name in (WEIGHTS, HALF):
+        if (folder / name).is_file():
+            return load_file(folder / name)
     if (folder / SHARD_INDEX).is_file():
         shards = sorted(set(json.loads((folder / SHARD_INDEX).read_text())["weight_map"].values()))
         return {k: v for shard in shards for k, v in load_file(folder / shard).items()}
     if (folder / PICKLED).is_file():
         return torch.load(folder / PICKLED, map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{folder} has no U-Net weights ({WEIGHTS}, {SHARD_INDEX} or {PICKLED})")
+    raise FileNotFoundError(f"{folder} has no U-Net weights ({WEIGHTS}, {HALF}, {SHARD_INDEX} or {PICKLED})")
 
 
 def load_unet_folder(folder: str | Path) -> ConditionalUNet:

@@ -6,8 +6,8 @@ depends on the distance to the mask's edge, so the edit's seam blends into the k
     X_blur = X ⊙ (1 − M) + (X ∗ G_σ(p)) ⊙ M                                              (Eq. 19)
 
 With this formula the blur is strongest at the edge (D = 1) and fades inwards (the equation is implemented, not
-the paper's prose; docs/modules.md). The per-pixel blur is approximated by blurring at a few σ levels (separable Kornia
-Gaussians, reflect padding) and interpolating each pixel between its two neighbouring levels, linearly in the
+the paper's prose; docs/modules.md). The per-pixel blur is approximated by blurring at a few σ levels (separable
+Gaussians, reflect padding: `separable_gaussian`) and interpolating each pixel between its two neighbouring levels, linearly in the
 variance σ², the quantity Gaussian blurs add up in. `brute_force_blur` is the exact per-pixel reference.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import torch
-from kornia.filters import filter2d_separable, get_gaussian_kernel1d
+import torch.nn.functional as F
 from scipy import ndimage
 
 from xmgie.modules.plugin import EditCondition, EditPlugin
@@ -82,6 +82,26 @@ def blur_sigma(distance: torch.Tensor, sigma_max: float, sigma_s: float) -> torc
     return torch.where(distance > 0, sigma, torch.zeros_like(sigma))
 
 
+def gaussian_kernel1d(radius: int, sigma: float, dtype: torch.dtype = torch.float32,
+                      device: torch.device | None = None) -> torch.Tensor:
+    """(2·radius + 1,) Gaussian taps exp(−x²/(2σ²)) at x = −radius … radius, normalised to sum 1."""
+    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    k = torch.exp(-x.square() / (2 * sigma**2))
+    return k / k.sum()
+
+
+def separable_gaussian(image: torch.Tensor, sigma: float, radius_y: int, radius_x: int) -> torch.Tensor:
+    """(B, C, H, W) -> same: correlation with a Gaussian of σ pixels along the rows, then the columns, over
+    borders reflected about the edge pixel (… c b | a b c … | … b a); each radius must be below its side."""
+    C = image.shape[1]
+    for radius, dim in ((radius_x, -1), (radius_y, -2)):
+        taps = gaussian_kernel1d(radius, sigma, image.dtype, image.device)          # (2r + 1,)
+        shape = (C, 1, 1, -1) if dim == -1 else (C, 1, -1, 1)
+        pad = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
+        image = F.conv2d(F.pad(image, pad, mode="reflect"), taps.expand(C, -1).reshape(shape), groups=C)
+    return image
+
+
 def kernel_radius(sigma: float, size: int) -> int:
     """Kernel half-width for σ: ⌈3σ⌉ (99.7 % of the mass), capped so reflect padding stays valid."""
     return min(math.ceil(3 * sigma), size - 1)
@@ -118,10 +138,8 @@ def variable_blur(image: torch.Tensor, sigma: torch.Tensor, sigma_max: float) ->
         if s == 0:
             blurred = image
         else:
-            ky, kx = 2 * kernel_radius(s, H) + 1, 2 * kernel_radius(s, W) + 1
-            # the kernels from Python floats: gaussian_blur2d would check σ > 0 on a tensor (a host read)
-            kernels = [get_gaussian_kernel1d(size, s, device=image.device, dtype=image.dtype) for size in (kx, ky)]
-            blurred = filter2d_separable(image, *kernels, border_type="reflect")
+            # the kernels from Python floats: nothing is read back from the device
+            blurred = separable_gaussian(image, s, kernel_radius(s, H), kernel_radius(s, W))
         out = out + weights[:, k:k + 1] * blurred
     return out
 

@@ -19,7 +19,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
+
+from xmgie.modules.gaussian_blur import separable_gaussian
 
 
 def relevance(pred_text: torch.Tensor, pred_null: torch.Tensor, draws: int = 1) -> torch.Tensor:
@@ -54,7 +55,7 @@ def relevance_map(rel: torch.Tensor, size: tuple[int, int], smooth: float = 0.0)
     soft = normalise(clip_outliers(rel))
     if smooth > 0:
         radius = max(1, int(3 * smooth + 0.5))
-        soft = normalise(gaussian_blur2d(soft, (2 * radius + 1,) * 2, (smooth, smooth), border_type="reflect"))
+        soft = normalise(separable_gaussian(soft, smooth, radius, radius))
     return soft
 
 
