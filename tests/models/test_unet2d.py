@@ -51,6 +51,22 @@ def test_the_unet_equals_diffusers_with_the_same_weights(size, pooled, film):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("size", ["micro", "tiny", "ip2p-mini"])
+def test_a_seed_gives_diffusers_initial_weights(size):
+    """Layers are made in the reference's order, so training from scratch starts where it did with diffusers."""
+    s = UNET_SIZES[size]
+    torch.manual_seed(3)
+    ours = build_unet(size, in_channels=7, out_channels=3, cross_attention_dim=24, pooled_text=True)
+    torch.manual_seed(3)
+    ref = UNet2DConditionModel(in_channels=7, out_channels=3, cross_attention_dim=24,
+                               block_out_channels=s.block_out_channels, down_block_types=s.down_block_types,
+                               up_block_types=s.up_block_types, layers_per_block=s.layers_per_block,
+                               attention_head_dim=s.heads, norm_num_groups=s.norm_num_groups,
+                               class_embed_type="projection", projection_class_embeddings_input_dim=24)
+    theirs = ref.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in ours.state_dict().items())
+
+
 def test_stable_diffusion_2_options_linear_projections_and_heads_per_level():
     ref = reference("ip2p-mini", use_linear_projection=True, attention_head_dim=(2, 4), layers_per_block=2,
                     transformer_layers_per_block=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -130,17 +131,17 @@ class ConditionalUNet(nn.Module):
         self.down_blocks = nn.ModuleList()
         for i, kind in enumerate(c.down_block_types):
             c_in = chans[max(i - 1, 0)]
-            resnets = [resnet(c_in if j == 0 else chans[i], chans[i]) for j in range(c.layers_per_block)]
+            resnets = [partial(resnet, c_in if j == 0 else chans[i], chans[i]) for j in range(c.layers_per_block)]
             self.down_blocks.append(DownLevel(resnets, attention(i) if BLOCK_KINDS[kind] else None,
                                               downsample=i < n - 1, padding=c.downsample_padding))
         s = c.mid_block_scale_factor
-        self.mid_block = MidLevel([resnet(chans[-1], chans[-1], s), resnet(chans[-1], chans[-1], s)], attention(n - 1))
+        self.mid_block = MidLevel([partial(resnet, chans[-1], chans[-1], s)] * 2, attention(n - 1))
         self.up_blocks = nn.ModuleList()
         rev = chans[::-1]
         for i, kind in enumerate(c.up_block_types):
             prev, c_out, c_skip_last = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
-            resnets = [resnet((prev if j == 0 else c_out) + (c_skip_last if j == c.layers_per_block else c_out), c_out)
-                       for j in range(c.layers_per_block + 1)]
+            resnets = [partial(resnet, (prev if j == 0 else c_out) + (c_skip_last if j == c.layers_per_block else c_out),
+                               c_out) for j in range(c.layers_per_block + 1)]
             self.up_blocks.append(UpLevel(resnets, attention(n - 1 - i) if BLOCK_KINDS[kind] else None,
                                           upsample=i < n - 1))
         self.conv_norm_out = nn.GroupNorm(c.norm_num_groups, chans[0], eps=c.norm_eps)

@@ -4,6 +4,8 @@ one skip connection). Forward hooks on these blocks are where PFB blends and IE 
 """
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -14,14 +16,22 @@ BLOCK_KINDS = {  # the reference's block names -> does the block attend to the t
     "DownBlock2D": False, "CrossAttnDownBlock2D": True, "UpBlock2D": False, "CrossAttnUpBlock2D": True}
 
 
-class Level(nn.Module):
-    """ResNet blocks, each followed by a spatial transformer when `attention`. Subclasses add the resampling."""
+ResnetFactory = Callable[[], ResnetBlock]
 
-    def __init__(self, resnets: list[ResnetBlock], attention: dict | None):
+
+class Level(nn.Module):
+    """ResNet blocks, each followed by a spatial transformer when `attention` (its keyword arguments). Subclasses
+    add the resampling. Layers are made in the order they run, as the reference makes them, so that a seed gives
+    the same initial weights."""
+
+    def __init__(self, resnets: Sequence[ResnetFactory], attention: dict | None):
         super().__init__()
-        self.resnets = nn.ModuleList(resnets)
-        self.attentions = None if attention is None else nn.ModuleList(
-            SpatialTransformer(r.out_channels, **attention) for r in resnets)
+        self.resnets = nn.ModuleList()
+        self.attentions = None if attention is None else nn.ModuleList()
+        for make in resnets:
+            self.resnets.append(make())
+            if attention is not None:
+                self.attentions.append(SpatialTransformer(self.resnets[-1].out_channels, **attention))
         self.gradient_checkpointing = False
 
     def layer(self, i: int, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -38,9 +48,10 @@ class DownLevel(Level):
     """(B, C_in, h, w) -> (B, C, h/2, w/2) and the skip features it leaves for the decoder (one per ResNet block, then
     the downsampled map; none is downsampled at the last level)."""
 
-    def __init__(self, resnets: list[ResnetBlock], attention: dict | None, downsample: bool, padding: int = 1):
+    def __init__(self, resnets: Sequence[ResnetFactory], attention: dict | None, downsample: bool,
+                 padding: int = 1):
         super().__init__(resnets, attention)
-        c = resnets[-1].out_channels
+        c = self.resnets[-1].out_channels
         self.downsamplers = nn.ModuleList([Downsample(c, padding)]) if downsample else None
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor
@@ -58,9 +69,12 @@ class DownLevel(Level):
 class MidLevel(Level):
     """ResNet, then (transformer, ResNet) pairs: (B, C, h, w) -> (B, C, h, w)."""
 
-    def __init__(self, resnets: list[ResnetBlock], attention: dict):
-        super().__init__(resnets, None)
-        self.attentions = nn.ModuleList(SpatialTransformer(r.out_channels, **attention) for r in resnets[1:])
+    def __init__(self, resnets: Sequence[ResnetFactory], attention: dict):
+        super().__init__(resnets[:1], None)
+        self.attentions = nn.ModuleList()
+        for make in resnets[1:]:
+            self.attentions.append(SpatialTransformer(self.resnets[-1].out_channels, **attention))
+            self.resnets.append(make())
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = self.resnets[0](x, temb)
@@ -81,9 +95,9 @@ class UpLevel(Level):
     """Each ResNet block reads [x; the last unread skip]; then x2 upsampling (to the next skip's size) but at the
     last level: (B, C_in, h, w) -> (B, C, 2h, 2w)."""
 
-    def __init__(self, resnets: list[ResnetBlock], attention: dict | None, upsample: bool):
+    def __init__(self, resnets: Sequence[ResnetFactory], attention: dict | None, upsample: bool):
         super().__init__(resnets, attention)
-        c = resnets[-1].out_channels
+        c = self.resnets[-1].out_channels
         self.upsamplers = nn.ModuleList([Upsample(c)]) if upsample else None
 
     def forward(self, x: torch.Tensor, skips: tuple[torch.Tensor, ...], temb: torch.Tensor, context: torch.Tensor,
