@@ -128,7 +128,8 @@ class ConditionalUNet(nn.Module):
             return dict(heads=heads[level], cross_attention_dim=c.cross_attention_dim, groups=c.norm_num_groups,
                         linear=c.use_linear_projection, dropout=c.dropout)
 
-        self.down_blocks = nn.ModuleList()
+        # registered in the reference's order (encoder, decoder, middle), so parameters() lists them as it does
+        self.down_blocks, self.up_blocks = nn.ModuleList(), nn.ModuleList()
         for i, kind in enumerate(c.down_block_types):
             c_in = chans[max(i - 1, 0)]
             resnets = [partial(resnet, c_in if j == 0 else chans[i], chans[i]) for j in range(c.layers_per_block)]
@@ -136,7 +137,6 @@ class ConditionalUNet(nn.Module):
                                               downsample=i < n - 1, padding=c.downsample_padding))
         s = c.mid_block_scale_factor
         self.mid_block = MidLevel([partial(resnet, chans[-1], chans[-1], s)] * 2, attention(n - 1))
-        self.up_blocks = nn.ModuleList()
         rev = chans[::-1]
         for i, kind in enumerate(c.up_block_types):
             prev, c_out, c_skip_last = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]

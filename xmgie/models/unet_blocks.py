@@ -21,16 +21,19 @@ ResnetFactory = Callable[[], ResnetBlock]
 
 class Level(nn.Module):
     """ResNet blocks, each followed by a spatial transformer when `attention` (its keyword arguments). Subclasses
-    add the resampling. Layers are made in the order they run, as the reference makes them, so that a seed gives
-    the same initial weights."""
+    add the resampling. As in the reference, layers are made in the order they run (a seed gives the same initial
+    weights) and the transformers are registered before the ResNet blocks (`parameters()` lists them in the same
+    order, so a gradient norm sums them in the same order)."""
 
-    def __init__(self, resnets: Sequence[ResnetFactory], attention: dict | None):
+    def __init__(self, resnets: Sequence[ResnetFactory], attention: dict | None, transformer_first: bool = False):
         super().__init__()
-        self.resnets = nn.ModuleList()
         self.attentions = None if attention is None else nn.ModuleList()
-        for make in resnets:
+        self.resnets = nn.ModuleList()
+        for i, make in enumerate(resnets):
+            if attention is not None and transformer_first and i > 0:  # the middle level: before each but the 1st
+                self.attentions.append(SpatialTransformer(self.resnets[-1].out_channels, **attention))
             self.resnets.append(make())
-            if attention is not None:
+            if attention is not None and not transformer_first:
                 self.attentions.append(SpatialTransformer(self.resnets[-1].out_channels, **attention))
         self.gradient_checkpointing = False
 
@@ -70,11 +73,7 @@ class MidLevel(Level):
     """ResNet, then (transformer, ResNet) pairs: (B, C, h, w) -> (B, C, h, w)."""
 
     def __init__(self, resnets: Sequence[ResnetFactory], attention: dict):
-        super().__init__(resnets[:1], None)
-        self.attentions = nn.ModuleList()
-        for make in resnets[1:]:
-            self.attentions.append(SpatialTransformer(self.resnets[-1].out_channels, **attention))
-            self.resnets.append(make())
+        super().__init__(resnets, attention, transformer_first=True)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = self.resnets[0](x, temb)
