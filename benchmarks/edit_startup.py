@@ -5,8 +5,8 @@
 Measured side by side, round-robin (each repeat runs every command once, so load on the machine hits them alike):
 1. `import torch` alone (the floor of any PyTorch command);
 2. the editing path's imports (`xmgie.inference`, `xmgie.cli`);
-3. open_clip's package import alone (no longer on the path: its text tower and tokenizer are the package's own;
-   most of what it imports, diffusers imports too);
+3. what the editing path no longer imports, alone: open_clip's package (the text tower and tokenizer are the
+   package's own) and diffusers' U-Net module (the U-Net, schedule and DDIM are the package's own);
 4. `xmgie edit` on one 128-px photo, and on 16 photos in one call.
 Writes medians and ranges to benchmarks/results/edit_startup.json.
 """
@@ -40,6 +40,7 @@ def commands(ckpt: str, folder: Path) -> dict[str, list[str]]:
         "import torch": [*py, "import torch"],
         "editing imports": [*py, "import xmgie.cli, xmgie.inference"],
         "import open_clip": [*py, "import open_clip"],
+        "import diffusers' U-Net": [*py, "from diffusers import UNet2DConditionModel"],
         "xmgie edit, 1 photo": [*edit, "--image", photos[0], "--out", str(folder / "out.png")],
         "xmgie edit, 16 photos": [*edit, "--image", *photos, "--out", str(folder / "out")],
     }
