@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+
 from xmgie.models.generator import EditGenerator, SharedReference
 from xmgie.models.schedule import ddim_step, ddim_timesteps
 

@@ -139,17 +139,14 @@ class ConditionalUNet(nn.Module):
         self.mid_block = MidLevel([partial(resnet, chans[-1], chans[-1], s)] * 2, attention(n - 1))
         rev = chans[::-1]
         for i, kind in enumerate(c.up_block_types):
-            prev, c_out, c_skip_last = rev[max(i - 1, 0)], rev[i], rev[min(i + 1, n - 1)]
-            resnets = [partial(resnet, (prev if j == 0 else c_out) + (c_skip_last if j == c.layers_per_block else c_out),
-                               c_out) for j in range(c.layers_per_block + 1)]
+            c_out, k = rev[i], c.layers_per_block
+            inputs = [rev[max(i - 1, 0)]] + [c_out] * k       # what each ResNet block reads before its skip …
+            skips = [c_out] * k + [rev[min(i + 1, n - 1)]]      # … and the skip's channels (the last: the level below)
+            resnets = [partial(resnet, a + b, c_out) for a, b in zip(inputs, skips)]
             self.up_blocks.append(UpLevel(resnets, attention(n - 1 - i) if BLOCK_KINDS[kind] else None,
                                           upsample=i < n - 1))
         self.conv_norm_out = nn.GroupNorm(c.norm_num_groups, chans[0], eps=c.norm_eps)
         self.conv_out = nn.Conv2d(chans[0], c.out_channels, 3, padding=1)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.conv_in.weight.dtype
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute each ResNet block and transformer in the backward pass instead of keeping its activations."""
@@ -174,7 +171,7 @@ class ConditionalUNet(nn.Module):
             h, level_skips = block(h, emb, encoder_hidden_states)
             skips.extend(level_skips)
         h = self.mid_block(h, emb, encoder_hidden_states)
-        for i, block in enumerate(self.up_blocks):                             # 3.
+        for block in self.up_blocks:                                           # 3.
             k = len(block.resnets)
             level_skips, skips = tuple(skips[-k:]), skips[:-k]
             size = tuple(skips[-1].shape[-2:]) if skips else None
