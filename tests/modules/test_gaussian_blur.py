@@ -4,7 +4,8 @@ import torch
 from scipy import ndimage
 
 from xmgie.modules.gaussian_blur import (blur_sigma, blur_whole, brute_force_blur, gaussian_blur_edit,
-                                         inside_distance, level_weights, separable_distance, separable_gaussian)
+                                         fft_length, inside_distance, level_weights, separable_distance,
+                                         separable_gaussian)
 
 
 def _mask(h=40, w=44):
@@ -65,15 +66,28 @@ def test_all_ones_mask_has_no_seam_and_is_not_blurred():
     assert torch.equal(out, image)
 
 
-@pytest.mark.parametrize("sigma,ry,rx", [(0.4, 2, 2), (1.5, 5, 5), (3.0, 9, 7), (6.0, 19, 18)])
-def test_the_separable_gaussian_equals_scipys_with_mirrored_borders(sigma, ry, rx):
-    """SciPy's 'mirror' border reflects about the edge pixel, as 'reflect' padding does in torch."""
-    x = np.random.default_rng(0).normal(size=(2, 3, 20, 19)).astype(np.float32)
+@pytest.mark.parametrize("sigma,ry,rx,size", [(0.4, 2, 2, (20, 19)), (1.5, 5, 5, (20, 19)), (3.0, 9, 7, (20, 19)),
+                                              (6.0, 19, 18, (20, 19)), (1.5, 5, 5, (300, 40)), (12.0, 36, 5, (40, 270)),
+                                              (40.0, 120, 120, (260, 300))])
+def test_the_separable_gaussian_equals_scipys_with_mirrored_borders(sigma, ry, rx, size):
+    """SciPy's 'mirror' border reflects about the edge pixel, as 'reflect' padding does in torch; sides of 256 samples
+    or more (padding included) take the FFT path, the others the direct one."""
+    x = np.random.default_rng(0).normal(size=(2, 3, *size)).astype(np.float32)
     ours = separable_gaussian(torch.from_numpy(x), sigma, ry, rx).numpy()
     taps = [np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma**2)) for r in (ry, rx)]
     ref = ndimage.correlate1d(x, taps[1] / taps[1].sum(), axis=-1, mode="mirror")
     ref = ndimage.correlate1d(ref, taps[0] / taps[0].sum(), axis=-2, mode="mirror")
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_fft_lengths_are_the_smallest_with_factors_2_3_5():
+    def smooth(m):
+        for f in (2, 3, 5):
+            while m % f == 0:
+                m //= f
+        return m == 1
+    for n in [1, 2, 7, 11, 97, 257, 1000, 2731, 4099]:
+        assert fft_length(n) == next(m for m in range(n, 2 * n + 1) if smooth(m))
 
 
 def test_sigma_follows_eq_18():

@@ -25,6 +25,10 @@ from xmgie.modules.plugin import EditCondition, EditPlugin
 # worst error on uniform noise in [-1, 1] about 0.07 (0.035 on `shapes` images) at ~2.9x the kernel work of one
 # σ_max blur; ratio 2 costs 2x but errs by 0.22, even linear steps of σ_max/10 (5.5x) still err by 0.06.
 LEVEL_FRACTIONS = (0.0,) + tuple(1.5 ** -k for k in range(7, -1, -1))
+# Rows or columns of this many samples or more (padding included) are blurred through the FFT: on a 1000² RGB crop
+# (2 cores) a direct depthwise pass costs 54-87 ms for 9 to 33 taps and 102 ms for 241, the FFT 6-16 ms; below 256
+# samples both take under 1.3 ms, and small images (training at 32 px) keep the direct form.
+FFT_LENGTH = 256
 
 
 def min_plus_rows(f: torch.Tensor, chunk: int = 64) -> torch.Tensor:
@@ -92,14 +96,47 @@ def gaussian_kernel1d(radius: int, sigma: float, dtype: torch.dtype = torch.floa
 
 def separable_gaussian(image: torch.Tensor, sigma: float, radius_y: int, radius_x: int) -> torch.Tensor:
     """(B, C, H, W) -> same: correlation with a Gaussian of σ pixels along the rows, then the columns, over
-    borders reflected about the edge pixel (… c b | a b c … | … b a); each radius must be below its side."""
+    borders reflected about the edge pixel (… c b | a b c … | … b a); each radius must be below its side. Sides of
+    FFT_LENGTH samples or more (large photos) are filtered through the FFT."""
     C = image.shape[1]
     for radius, dim in ((radius_x, -1), (radius_y, -2)):
         taps = gaussian_kernel1d(radius, sigma, image.dtype, image.device)          # (2r + 1,)
-        shape = (C, 1, 1, -1) if dim == -1 else (C, 1, -1, 1)
         pad = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
-        image = F.conv2d(F.pad(image, pad, mode="reflect"), taps.expand(C, -1).reshape(shape), groups=C)
+        padded = F.pad(image, pad, mode="reflect")
+        if padded.shape[dim] >= FFT_LENGTH:
+            image = fft_correlate(padded, taps, dim)
+        else:
+            shape = (C, 1, 1, -1) if dim == -1 else (C, 1, -1, 1)
+            image = F.conv2d(padded, taps.expand(C, -1).reshape(shape), groups=C)
     return image
+
+
+def fft_correlate(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor:
+    """x with n samples along `dim` (the signal padded by r on both sides), taps (k,) = (2r + 1,) -> n − k + 1
+    samples y[i] = Σ_j x[i + j] taps[j], as a circular convolution with the reversed taps over m ≥ n samples (x
+    zero-extended to a length with only the factors 2, 3 and 5, which the FFT is fastest at): no kept output reads
+    a wrapped-around sample, so it equals the direct sum to rounding (computed in float32 at least)."""
+    n, k = x.shape[dim], len(taps)
+    m = fft_length(n)
+    work = x.movedim(dim, -1)
+    work = work if work.dtype in (torch.float32, torch.float64) else work.float()
+    spectrum = torch.fft.rfft(work, n=m) * torch.fft.rfft(taps.flip(0).to(work.dtype), n=m)
+    return torch.fft.irfft(spectrum, n=m)[..., k - 1:n].to(x.dtype).movedim(-1, dim)
+
+
+def fft_length(n: int) -> int:
+    """The smallest 2^a · 3^b · 5^c ≥ n."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best, p35 = min(best, p), p35 * 3
+        p5 *= 5
+    return best
 
 
 def kernel_radius(sigma: float, size: int) -> int:
