@@ -86,6 +86,52 @@ def test_the_full_size_unet_has_stable_diffusions_parameters():
     assert sum(v.numel() for v in ours.state_dict().values()) == 859_520_964 + 4 * 320 * 9
 
 
+SD_BLOCKS = {"down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+             "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, "block_out_channels": [320, 640, 1280, 1280]}
+# the keys of three public U-Net folders' config.json, as their authors' diffusers versions wrote them
+REAL_CONFIGS = {
+    "instruct-pix2pix (0.12)": {
+        **SD_BLOCKS, "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.12.0.dev0", "act_fn": "silu",
+        "attention_head_dim": 8, "center_input_sample": False, "class_embed_type": None, "cross_attention_dim": 768,
+        "downsample_padding": 1, "dual_cross_attention": False, "flip_sin_to_cos": True, "freq_shift": 0,
+        "in_channels": 8, "layers_per_block": 2, "mid_block_scale_factor": 1, "mid_block_type": "UNetMidBlock2DCrossAttn",
+        "norm_eps": 1e-05, "norm_num_groups": 32, "num_class_embeds": None, "only_cross_attention": False,
+        "out_channels": 4, "resnet_time_scale_shift": "default", "sample_size": 64, "upcast_attention": False,
+        "use_linear_projection": False},
+    "stable-diffusion-v1-5 (0.17)": {
+        **SD_BLOCKS, "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.17.0.dev0", "act_fn": "silu",
+        "addition_embed_type": None, "addition_embed_type_num_heads": 64, "attention_head_dim": 8,
+        "center_input_sample": False, "class_embed_type": None, "class_embeddings_concat": False, "conv_in_kernel": 3,
+        "conv_out_kernel": 3, "cross_attention_dim": 768, "cross_attention_norm": None, "downsample_padding": 1,
+        "dual_cross_attention": False, "encoder_hid_dim": None, "flip_sin_to_cos": True, "freq_shift": 0,
+        "in_channels": 4, "layers_per_block": 2, "mid_block_only_cross_attention": None, "mid_block_scale_factor": 1,
+        "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05, "norm_num_groups": 32, "num_class_embeds": None,
+        "only_cross_attention": False, "out_channels": 4, "projection_class_embeddings_input_dim": None,
+        "resnet_out_scale_factor": 1.0, "resnet_skip_time_act": False, "resnet_time_scale_shift": "default",
+        "sample_size": 64, "time_cond_proj_dim": None, "time_embedding_act_fn": None, "time_embedding_dim": None,
+        "time_embedding_type": "positional", "timestep_post_act": None, "upcast_attention": None,
+        "use_linear_projection": False},
+    "stable-diffusion-2-1-base (0.10)": {
+        **SD_BLOCKS, "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.10.0.dev0", "act_fn": "silu",
+        "attention_head_dim": [5, 10, 20, 20], "center_input_sample": False, "cross_attention_dim": 1024,
+        "downsample_padding": 1, "dual_cross_attention": False, "flip_sin_to_cos": True, "freq_shift": 0,
+        "in_channels": 4, "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32,
+        "num_class_embeds": None, "only_cross_attention": False, "out_channels": 4, "sample_size": 64,
+        "use_linear_projection": True},
+}
+
+
+@pytest.mark.parametrize("name", REAL_CONFIGS)
+def test_public_folders_configs_are_read_as_diffusers_reads_them(name):
+    config = REAL_CONFIGS[name]
+    with torch.device("meta"):
+        ours = ConditionalUNet(UNetConfig.from_dict(config))
+        ref = UNet2DConditionModel.from_config(config)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    assert [m.heads for n, m in ours.named_modules() if n.endswith("attn1")] == \
+        [m.heads for n, m in ref.named_modules() if n.endswith("attn1")]
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     a = build_unet("micro", in_channels=6, out_channels=3, cross_attention_dim=8)

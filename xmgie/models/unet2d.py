@@ -100,10 +100,11 @@ class UNetConfig:
 
 
 def _supported(value: Any, fixed: Any) -> bool:
-    """Whether a key outside UNetConfig holds its one supported value (None for a key this module does not know:
-    then only None or False pass); a per-level list of it counts too (transformer_layers_per_block [1, 1, 1])."""
+    """Whether a key outside UNetConfig holds its one supported value (None for a key this module does not know).
+    None and False both count as "off" (Stable Diffusion 1.5 writes `"upcast_attention": null`); a per-level list of
+    the value counts too (transformer_layers_per_block [1, 1, 1])."""
     values = value if isinstance(value, list) else [value]
-    return all(v == fixed or (fixed is None and v is False) for v in values)
+    return all(v == fixed or (v in (None, False) and fixed in (None, False)) for v in values)
 
 
 class ConditionalUNet(nn.Module):
