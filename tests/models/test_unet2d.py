@@ -94,8 +94,8 @@ REAL_CONFIGS = {
         **SD_BLOCKS, "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.12.0.dev0", "act_fn": "silu",
         "attention_head_dim": 8, "center_input_sample": False, "class_embed_type": None, "cross_attention_dim": 768,
         "downsample_padding": 1, "dual_cross_attention": False, "flip_sin_to_cos": True, "freq_shift": 0,
-        "in_channels": 8, "layers_per_block": 2, "mid_block_scale_factor": 1, "mid_block_type": "UNetMidBlock2DCrossAttn",
-        "norm_eps": 1e-05, "norm_num_groups": 32, "num_class_embeds": None, "only_cross_attention": False,
+        "in_channels": 8, "layers_per_block": 2, "mid_block_scale_factor": 1,
+        "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05, "norm_num_groups": 32, "num_class_embeds": None, "only_cross_attention": False,
         "out_channels": 4, "resnet_time_scale_shift": "default", "sample_size": 64, "upcast_attention": False,
         "use_linear_projection": False},
     "stable-diffusion-v1-5 (0.17)": {

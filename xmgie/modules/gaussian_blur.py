@@ -7,8 +7,8 @@ depends on the distance to the mask's edge, so the edit's seam blends into the k
 
 With this formula the blur is strongest at the edge (D = 1) and fades inwards (the equation is implemented, not
 the paper's prose; docs/modules.md). The per-pixel blur is approximated by blurring at a few σ levels (separable
-Gaussians, reflect padding: `separable_gaussian`) and interpolating each pixel between its two neighbouring levels, linearly in the
-variance σ², the quantity Gaussian blurs add up in. `brute_force_blur` is the exact per-pixel reference.
+Gaussians, reflect padding: `separable_gaussian`) and interpolating each pixel between its two neighbouring levels,
+linearly in the variance σ², the quantity Gaussian blurs add up in. `brute_force_blur` is the exact per-pixel reference.
 """
 from __future__ import annotations
 
