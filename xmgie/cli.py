@@ -60,7 +60,7 @@ def _edit(args: argparse.Namespace) -> None:
     import numpy as np
 
     from xmgie.edit_jobs import plan
-    from xmgie.inference import EditPipeline, EditRequest, default_device, read_image, read_mask
+    from xmgie.inference import EditPipeline, EditRequest, default_device, read_image, read_mask, save_image
 
     trust_files(args)
     jobs = plan(args.image, args.prompt, args.prompts, args.mask, args.out, args.save_mask)
@@ -80,7 +80,7 @@ def _edit(args: argparse.Namespace) -> None:
         for path, image in ((job.out, result.image), (job.mask_out, result.mask)):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                image.save(path)
+                save_image(image, path)
         share = np.asarray(result.mask).mean() / 255
         print(f"{job.image}: instruction: {result.instruction!r} ({how}); mask {result.mask_source}, "
               f"{share:.1%} of the photo", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Callable, Collection, Iterable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from xmgie.compositing import composite
 from xmgie.errors import UserError
@@ -24,6 +24,8 @@ from xmgie.modules.gaussian_blur import GaussianBlur
 from xmgie.modules.mask_predictor import MaskPredictorConfig, threshold
 
 SINGLE_CHANNEL_MODES = ("1", "L", "I", "I;16", "F")
+PHOTO_METADATA = ("icc_profile", "exif")  # what an edit keeps of its photo: colour profile, camera data
+JPEG_OPTIONS = {"quality": 95, "subsampling": 0}  # PIL's default (75, 4:2:0) would blur every pixel, outside too
 
 
 def _open(path: str | Path, what: str) -> Image.Image:
@@ -40,13 +42,22 @@ def _open(path: str | Path, what: str) -> Image.Image:
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """An RGB PIL image."""
-    return _open(path, "image").convert("RGB")
+    """An RGB PIL image, upright: an EXIF orientation (a phone photo taken sideways) is applied and dropped from
+    the EXIF data, which `info` keeps with the colour profile."""
+    return ImageOps.exif_transpose(_open(path, "image")).convert("RGB")
+
+
+def save_image(image: Image.Image, path: str | Path) -> None:
+    """Write an edit (or a mask) with the metadata its `info` carries (PHOTO_METADATA); JPEG at JPEG_OPTIONS."""
+    options = {k: image.info[k] for k in PHOTO_METADATA if image.info.get(k)}
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        options.update(JPEG_OPTIONS)
+    image.save(path, **options)
 
 
 def read_mask(path: str | Path) -> Image.Image:
-    """A single-channel mask image (white = may change); anything else is a UserError."""
-    mask = _open(path, "mask")
+    """A single-channel mask image (white = may change), upright as `read_image`; anything else is a UserError."""
+    mask = ImageOps.exif_transpose(_open(path, "mask"))
     if mask.mode not in SINGLE_CHANNEL_MODES:
         raise UserError(f"mask {path} must be a single-channel (grayscale) image, got mode {mask.mode} "
                         f"with {len(mask.getbands())} channels")
@@ -298,8 +309,9 @@ class EditPipeline:
             W, H = r.image.size
             out = composite(image_to_tensor(r.image, None), w.edits[i:i + 1], w.sources[i:i + 1], w.full_masks[i],
                             *self.seam_sigmas((H, W)))
-            results.append(EditResult(tensor_to_image(out[0]), mask_image(w.full_masks[i][0]), w.mask_sources[i],
-                                      w.texts[i]))
+            edited = tensor_to_image(out[0])
+            edited.info.update({k: r.image.info[k] for k in PHOTO_METADATA if k in r.image.info})
+            results.append(EditResult(edited, mask_image(w.full_masks[i][0]), w.mask_sources[i], w.texts[i]))
         return results
 
     def __call__(self, image: Image.Image, prompt: str, mask: Image.Image | str = "auto", steps: int | None = None,
