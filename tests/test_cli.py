@@ -62,17 +62,24 @@ def test_a_given_mask_keeps_every_pixel_outside_it(smoke_run, image, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "used.png")), mask)
 
 
+def edit_in_box(run: Path, photo: Path, shape: tuple[int, int], box: tuple[slice, slice], out: Path,
+                prompt: str = "make it red") -> np.ndarray:
+    """`xmgie edit` of `photo` (one DDIM step) under a painted rectangle: a (h, w) mask, 255 inside `box`, returned."""
+    mask = np.zeros(shape, np.uint8)
+    mask[box] = 255
+    Image.fromarray(mask).save(out.with_name("mask.png"))
+    main(["edit", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--image", str(photo), "--prompt", prompt,
+          "--mask", str(out.with_name("mask.png")), "--out", str(out), "--steps", "1"])
+    return mask
+
+
 def test_a_painted_mask_on_a_512_px_photo_keeps_every_other_pixel(smoke_run, tmp_path):
     from skimage.data import astronaut
 
     photo = astronaut()
     Image.fromarray(photo).save(tmp_path / "astronaut.png")
-    mask = np.zeros(photo.shape[:2], np.uint8)
-    mask[60:220, 150:330] = 255  # the helmet, painted as a rectangle
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--image", str(tmp_path / "astronaut.png"),
-          "--prompt", "make the helmet red", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o.png"),
-          "--steps", "1"])
+    mask = edit_in_box(smoke_run, tmp_path / "astronaut.png", photo.shape[:2], np.s_[60:220, 150:330],  # the helmet
+                       tmp_path / "o.png", "make the helmet red")
     out = np.asarray(Image.open(tmp_path / "o.png"))
     assert out.shape == photo.shape and np.array_equal(out[mask == 0], photo[mask == 0])
 
@@ -88,12 +95,7 @@ def test_a_sideways_phone_photo_is_edited_upright_and_keeps_its_profile_and_exif
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif.tobytes(), icc_profile=icc)
     upright = np.rot90(stored, k=-1)                                           # (56, 40, 3): as it is viewed
-    mask = np.zeros(upright.shape[:2], np.uint8)
-    mask[10:30, 5:25] = 255
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--image", str(tmp_path / "phone.png"),
-          "--prompt", "make it red", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o.png"),
-          "--steps", "1"])
+    mask = edit_in_box(smoke_run, tmp_path / "phone.png", upright.shape[:2], np.s_[10:30, 5:25], tmp_path / "o.png")
     out = Image.open(tmp_path / "o.png")
     pixels = np.asarray(out)
     assert pixels.shape == upright.shape and np.array_equal(pixels[mask == 0], upright[mask == 0])
@@ -108,12 +110,8 @@ def test_a_jpeg_result_is_written_at_high_quality(smoke_run, tmp_path):
 
     photo = astronaut()[::2, ::2]                                              # 256 x 256
     Image.fromarray(photo).save(tmp_path / "photo.png")
-    mask = np.zeros(photo.shape[:2], np.uint8)
-    mask[30:110, 75:165] = 255
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    main(["edit", "--ckpt", str(smoke_run / "checkpoints" / "last.ckpt"), "--image", str(tmp_path / "photo.png"),
-          "--prompt", "make the helmet red", "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "o.jpg"),
-          "--steps", "1"])
+    mask = edit_in_box(smoke_run, tmp_path / "photo.png", photo.shape[:2], np.s_[30:110, 75:165], tmp_path / "o.jpg",
+                       "make the helmet red")
     ours = np.asarray(Image.open(tmp_path / "o.jpg")).astype(float)
     Image.fromarray(photo).save(tmp_path / "default.jpg")  # PIL's defaults: quality 75, 4:2:0
     default = np.asarray(Image.open(tmp_path / "default.jpg")).astype(float)
