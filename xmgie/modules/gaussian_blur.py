@@ -8,7 +8,8 @@ depends on the distance to the mask's edge, so the edit's seam blends into the k
 With this formula the blur is strongest at the edge (D = 1) and fades inwards (the equation is implemented, not
 the paper's prose; docs/modules.md). The per-pixel blur is approximated by blurring at a few σ levels (separable
 Gaussians, reflect padding: `separable_gaussian`) and interpolating each pixel between its two neighbouring levels,
-linearly in the variance σ², the quantity Gaussian blurs add up in. `brute_force_blur` is the exact per-pixel reference.
+linearly in the variance σ², the quantity Gaussian blurs add up in. `brute_force_blur` is the exact per-pixel
+reference.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def separable_gaussian(image: torch.Tensor, sigma: float, radius_y: int, radius_
     FFT_LENGTH samples or more (large photos) are filtered through the FFT."""
     C = image.shape[1]
     for radius, dim in ((radius_x, -1), (radius_y, -2)):
-        taps = gaussian_kernel1d(radius, sigma, image.dtype, image.device)          # (2r + 1,)
+        taps = gaussian_kernel1d(radius, sigma, device=image.device).to(image.dtype)  # (2r + 1,), made in fp32
         pad = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
         padded = F.pad(image, pad, mode="reflect")
         if padded.shape[dim] >= FFT_LENGTH:
