@@ -64,7 +64,8 @@ def ddim_step(x_t: torch.Tensor, pred: torch.Tensor, t: int, steps: int, alphas_
 
         x̂0, ε̂ from the prediction (ε, v or x0);   x_{t'} = sqrt(ᾱ_{t'}) x̂0 + sqrt(1 − ᾱ_{t'}) ε̂,
 
-    with ᾱ_{t'} = 1 once t' < 0 (the last step lands on the clean image). x_t, pred (B, C, h, w)."""
+    with ᾱ_{t'} = 1 once t' < 0 (the last step lands on the clean image). As in diffusers' DDIM, t' may differ by
+    one from the next 'trailing' timestep when steps does not divide T. x_t, pred (B, C, h, w)."""
     a = alphas_cumprod[t]
     prev = t - len(alphas_cumprod) // steps
     a_prev = alphas_cumprod[prev] if prev >= 0 else alphas_cumprod.new_ones(())
