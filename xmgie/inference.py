@@ -47,9 +47,14 @@ def read_image(path: str | Path) -> Image.Image:
     return ImageOps.exif_transpose(_open(path, "image")).convert("RGB")
 
 
+def photo_metadata(image: Image.Image) -> dict[str, bytes]:
+    """The PHOTO_METADATA entries `image.info` carries (empty ones left out)."""
+    return {k: image.info[k] for k in PHOTO_METADATA if image.info.get(k)}
+
+
 def save_image(image: Image.Image, path: str | Path) -> None:
     """Write an edit (or a mask) with the metadata its `info` carries (PHOTO_METADATA); JPEG at JPEG_OPTIONS."""
-    options = {k: image.info[k] for k in PHOTO_METADATA if image.info.get(k)}
+    options = photo_metadata(image)
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):
         options.update(JPEG_OPTIONS)
     image.save(path, **options)
@@ -310,7 +315,7 @@ class EditPipeline:
             out = composite(image_to_tensor(r.image, None), w.edits[i:i + 1], w.sources[i:i + 1], w.full_masks[i],
                             *self.seam_sigmas((H, W)))
             edited = tensor_to_image(out[0])
-            edited.info.update({k: r.image.info[k] for k in PHOTO_METADATA if k in r.image.info})
+            edited.info.update(photo_metadata(r.image))
             results.append(EditResult(edited, mask_image(w.full_masks[i][0]), w.mask_sources[i], w.texts[i]))
         return results
 

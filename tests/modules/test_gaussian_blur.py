@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from scipy.fft import next_fast_len
 
 from xmgie.modules.gaussian_blur import (blur_sigma, blur_whole, brute_force_blur, gaussian_blur_edit,
-                                         fft_length, inside_distance, level_weights, separable_distance,
-                                         separable_gaussian)
+                                         inside_distance, level_weights, separable_distance, separable_gaussian)
 
 
 def _mask(h=40, w=44):
@@ -81,13 +81,14 @@ def test_the_separable_gaussian_equals_scipys_with_mirrored_borders(sigma, ry, r
 
 
 def test_fft_lengths_are_the_smallest_with_factors_2_3_5():
+    """What `fft_correlate` relies on SciPy's `next_fast_len(n, real=True)` for."""
     def smooth(m):
         for f in (2, 3, 5):
             while m % f == 0:
                 m //= f
         return m == 1
     for n in [1, 2, 7, 11, 97, 257, 1000, 2731, 4099]:
-        assert fft_length(n) == next(m for m in range(n, 2 * n + 1) if smooth(m))
+        assert next_fast_len(n, real=True) == next(m for m in range(n, 2 * n + 1) if smooth(m))
 
 
 def test_sigma_follows_eq_18():

@@ -177,8 +177,6 @@ def load_pretrained_backbone(cfg: "GeneratorConfig") -> Backbone:
 
 def read_schedule(path: Path) -> NoiseSchedule:
     """The forward process of a diffusers scheduler_config.json (any scheduler class: only the process is read;
-    the diffusers defaults fill what the file leaves out)."""
+    NoiseSchedule's defaults, diffusers', fill what the file leaves out)."""
     config = json.loads(path.read_text())
-    defaults = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02,
-                "prediction_type": "epsilon"}
-    return NoiseSchedule(**{k: config.get(k, v) for k, v in defaults.items()})
+    return NoiseSchedule(**{k: config[k] for k in SCHEDULE_FIELDS if k in config})

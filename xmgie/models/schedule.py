@@ -31,10 +31,11 @@ def betas_for(schedule: str, T: int, beta_start: float = 1e-4, beta_end: float =
 
 @dataclass(frozen=True)
 class NoiseSchedule:
-    """The forward process a generator was trained under (the fields of a diffusers scheduler_config.json)."""
+    """The forward process a generator was trained under: the fields of a diffusers scheduler_config.json, with the
+    defaults diffusers gives a file that leaves one out."""
 
     num_train_timesteps: int = 1000
-    beta_schedule: str = "squaredcos_cap_v2"
+    beta_schedule: str = "linear"
     beta_start: float = 0.0001
     beta_end: float = 0.02
     prediction_type: str = "epsilon"

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+from scipy.fft import next_fast_len
 
 from xmgie.modules.plugin import EditCondition, EditPlugin
 
@@ -118,26 +119,11 @@ def fft_correlate(x: torch.Tensor, taps: torch.Tensor, dim: int) -> torch.Tensor
     zero-extended to a length with only the factors 2, 3 and 5, which the FFT is fastest at): no kept output reads
     a wrapped-around sample, so it equals the direct sum to rounding (computed in float32 at least)."""
     n, k = x.shape[dim], len(taps)
-    m = fft_length(n)
+    m = next_fast_len(n, real=True)
     work = x.movedim(dim, -1)
     work = work if work.dtype in (torch.float32, torch.float64) else work.float()
     spectrum = torch.fft.rfft(work, n=m) * torch.fft.rfft(taps.flip(0).to(work.dtype), n=m)
     return torch.fft.irfft(spectrum, n=m)[..., k - 1:n].to(x.dtype).movedim(-1, dim)
-
-
-def fft_length(n: int) -> int:
-    """The smallest 2^a · 3^b · 5^c ≥ n."""
-    best = 1 << (n - 1).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best, p35 = min(best, p), p35 * 3
-        p5 *= 5
-    return best
 
 
 def kernel_radius(sigma: float, size: int) -> int:
