@@ -67,7 +67,7 @@ train-mask: $(STAMP)
 	$(XMGIE) mask train --dataset $(DATASET) $(STAGE_ROOT) --out $(MASK_NET) $(ARGS)
 
 # A GAN baseline of Table 1 (METHOD=sisgan|tagan|manigan|hifill) with the data settings of `make train`; then
-# `make evaluate METHOD=sisgan CKPT=runs/$(DATASET)/sisgan/baseline.ckpt`. xmgie/baselines/ has every method.
+# `make evaluate METHOD=sisgan CKPT=runs/$(DATASET)/sisgan/baseline.ckpt`. xmgie/methods/ has every method.
 train-baseline: $(STAMP)
 	$(XMGIE) baseline train --method $(METHOD) --dataset $(DATASET) $(STAGE_ROOT) \
 		--out runs/$(DATASET)/$(METHOD)/baseline.ckpt $(ARGS)
@@ -79,7 +79,7 @@ evaluate: $(STAMP)
 	$(XMGIE) evaluate --ckpt $(CKPT) --dataset $(DATASET) --split test --name $(METHOD) $(STAGE_ROOT) \
 		--identity $(IDENTITY) --attributes $(ATTRIBUTES) --train-missing $(ARGS)
 
-# Renders tables/table1.{md,csv,tex} from results/ (TABLE=table2 for the ablation).
+# Renders results/table1.{md,csv,tex} from results/<dataset>/*.json (TABLE=table2 for the ablation).
 TABLE ?= table1
 table: $(STAMP)
 	$(XMGIE) table --spec experiments/tables/$(TABLE).yaml
@@ -92,8 +92,10 @@ EXECUTOR ?= local
 DATASETS ?= $(DATASET)
 RUN_ROOTS := $(if $(DATA_ROOT),--data-root $(DATASET)=$(DATA_ROOT))
 PIPELINE := $(XMGIE) run --budget $(BUDGET) --executor $(EXECUTOR) $(RUN_ROOTS)
+# REGIME=dilated|eroded|predicted|identity: Table 2's checkpoints given the masks users give, or read for identity (experiments/tables/table2_*.yaml)
+REGIME ?=
 ablation: $(STAMP)
-	$(PIPELINE) --spec experiments/tables/table2.yaml --datasets $(DATASETS) $(ARGS)
+	$(PIPELINE) --spec experiments/tables/table2$(if $(REGIME),_$(REGIME)).yaml --datasets $(DATASETS) $(ARGS)
 
 # Full xMGIE with the fine-tuning forms of its modules vs the paper's literal ones (reuses Table 2's stages).
 literal: $(STAMP)

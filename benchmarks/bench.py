@@ -38,8 +38,8 @@ class StepTimer(L.Callback):
 
 
 def bench_training(steps: int, extra_args: list[str] = ()) -> dict:
-    from xmgie.training.cli import XMGIECLI
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lightning_cli import XMGIECLI
+    from xmgie.training.lit_generator import XMGIEModule
     from data_modules.base import EditDataModule
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,10 +40,10 @@ def interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
 def main() -> None:
     from data_modules.base import EditDataModule
     from data_modules.synthetic import make_sample
-    from xmgie.conditioning.instruction import ExpanderConfig, InstructionExpander, load_expander
+    from xmgie.conditioning.expander import ExpanderConfig, InstructionExpander, load_expander
     from xmgie.conditioning.vocabulary import CompactBPE
-    from xmgie.training.cli import XMGIECLI
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lightning_cli import XMGIECLI
+    from xmgie.training.lit_generator import XMGIEModule
 
     p = argparse.ArgumentParser()
     p.add_argument("--expander", default=str(REPO / "runs/shapes/expander/expander.pt"))

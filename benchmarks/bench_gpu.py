@@ -103,8 +103,8 @@ def cli_args(variant: str, args: argparse.Namespace, identity: Path, root: str) 
 
 def bench_variant(variant: str, args: argparse.Namespace, device: torch.device, tmp: Path) -> dict:
     from data_modules.base import collate
-    from xmgie.training.cli import XMGIECLI
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lightning_cli import XMGIECLI
+    from xmgie.training.lit_generator import XMGIEModule
     from data_modules.base import EditDataModule
     from xmgie.modules.identity import SmallIdentityCNN, save_identity_encoder
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from xmgie.checkpoints import read_checkpoint  # noqa: E402
 from xmgie.evaluation.evaluate import evaluate_editor  # noqa: E402
-from xmgie.training.generator_module import XMGIEModule  # noqa: E402
+from xmgie.training.lit_generator import XMGIEModule  # noqa: E402
 from xmgie.training.init_from import load_base  # noqa: E402
 
 FINETUNE = yaml.safe_load((REPO / "experiments/finetune.yaml").read_text())["model"]["modules"]

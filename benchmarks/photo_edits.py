@@ -29,7 +29,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data_modules.base import build_datamodule  # noqa: E402
+from data_modules.registry import build_datamodule  # noqa: E402
 from xmgie.compositing import DETAIL_CHANGE, composite  # noqa: E402
 from xmgie.inference import EditPipeline, EditRequest, image_to_tensor, mask_image, tensor_to_image  # noqa: E402
 from xmgie.metrics.functional import mask_scores, psnr_per_image  # noqa: E402

@@ -33,7 +33,7 @@ from bench_gpu import sync  # noqa: E402
 def build(device: torch.device):
     from xmgie.models import GeneratorConfig
     from xmgie.training.config import LossConfig, OptimConfig
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lit_generator import XMGIEModule
 
     torch.manual_seed(0)
     gen = GeneratorConfig(size="ip2p", prediction_type="epsilon", beta_schedule="scaled_linear", beta_start=0.00085,

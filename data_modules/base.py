@@ -16,7 +16,6 @@ A batch is a dict:
 from __future__ import annotations
 
 import abc
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -40,6 +39,7 @@ class EditSample:
     attributes: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     identity: int = -1
     index: int = -1  # position in its split; set by the DataModule
+    keeps_identity: bool = False  # the edit keeps the subject's identity (a recolour, not a swap): IPS is scored there
 
     def __post_init__(self) -> None:
         if self.source.ndim != 3 or self.source.shape[0] != 3:
@@ -76,6 +76,7 @@ def collate(samples: Sequence[EditSample | Skipped | None]) -> dict[str, Any]:
         "attributes": torch.stack([s.attributes.float() for s in good]),  # (B, A)
         "identity": torch.tensor([s.identity for s in good], dtype=torch.long),  # (B,)
         "index": torch.tensor([s.index for s in good], dtype=torch.long),        # (B,)
+        "keeps_identity": torch.tensor([s.keeps_identity for s in good], dtype=torch.bool),  # (B,)
         "n_skipped": len(samples) - len(good),
         "skipped": reasons,
     }
@@ -92,7 +93,7 @@ def resize_sample(sample: EditSample, resolution: int) -> EditSample:
 
     mask = F.interpolate(sample.mask[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
     return EditSample(img(sample.source), img(sample.target), (mask >= 0.5).float(), sample.prompt,
-                      sample.instruction, sample.attributes, sample.identity, sample.index)
+                      sample.instruction, sample.attributes, sample.identity, sample.index, sample.keeps_identity)
 
 
 class SkipBadSamples(Dataset):
@@ -204,17 +205,3 @@ def register(cls: type[EditDataModule]) -> type[EditDataModule]:
     """Class decorator: make a dataset findable by its `name` (`--data shapes`, `DATASET=shapes`)."""
     DATASETS[cls.name] = cls
     return cls
-
-
-def build_datamodule(name: str, root: str | None = None, **kwargs: Any) -> EditDataModule:
-    """Instantiate the dataset registered as `name` (reading it from `root` when it is on disk); an unknown name
-    is a one-line error."""
-    import data_modules  # noqa: F401  (registers every dataset)
-
-    if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    if root is not None:
-        if "root" not in inspect.signature(DATASETS[name].__init__).parameters:
-            raise KeyError(f"dataset {name!r} is generated, not read from disk: it takes no root")
-        kwargs["root"] = root
-    return DATASETS[name](**kwargs)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from data_modules.base import build_datamodule
+from data_modules.registry import build_datamodule
 from data_modules.sources import SOURCES, Part, Source
 from xmgie.downloads import check_checksum, download, part_of
 from xmgie.errors import UserError

@@ -27,6 +27,7 @@ BACKGROUNDS = {  # background colours, darker than every object colour so object
 }
 SHAPES = ("circle", "square", "triangle", "diamond")
 EDITS = ("recolour", "background", "move", "resize", "hat")
+IDENTITY_KEEPING = ("recolour", "background", "hat")  # the subject's texture is drawn as it was: IPS is scored there
 HAT_COLOUR = (0.97, 0.97, 0.97)
 # identity = orientation index * 4 + period index * 2 + dot
 ORIENTATIONS = ((0.0, "horizontally"), (90.0, "vertically"), (45.0, "diagonally"), (135.0, "crosswise"))
@@ -215,6 +216,9 @@ def make_sample(seed: int, res: int, edits: tuple[str, ...] = EDITS) -> EditSamp
     scene = random_scene(rng)
     kind = str(rng.choice(edits))
     edited, prompt, instruction = apply_edit(scene, kind, rng)
+    s, e = scene.objects[0], edited.objects[0]
+    if kind == "move" and (e.cx, e.cy) == (s.cx, s.cy):
+        kind = "recolour"  # no room to move: apply_edit recoloured instead
     src, tgt = render(scene, res), render(edited, res)
     if kind == "background":  # every pixel no object covers
         occupied = subject_region(scene, res).copy()
@@ -229,7 +233,7 @@ def make_sample(seed: int, res: int, edits: tuple[str, ...] = EDITS) -> EditSamp
 
     return EditSample(source=to_tensor(src), target=to_tensor(tgt), mask=torch.from_numpy(mask[None].astype(np.float32)),
                       prompt=prompt, instruction=instruction, attributes=torch.from_numpy(attributes(edited)),
-                      identity=scene.identity)
+                      identity=scene.identity, keeps_identity=kind in IDENTITY_KEEPING)
 
 
 class ShapesDataset(Dataset):

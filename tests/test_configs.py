@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from xmgie.training.cli import XMGIECLI
-from xmgie.training.generator_module import XMGIEModule
+from xmgie.training.lightning_cli import XMGIECLI
+from xmgie.training.lit_generator import XMGIEModule
 from data_modules.base import EditDataModule
 
 YAMLS = sorted((REPO / "experiments").rglob("*.yaml"))

@@ -53,8 +53,8 @@ def test_edit_and_evaluate_refuse_a_checkpoint_that_would_run_code(evil, tmp_pat
 
 
 def test_the_expander_loader_and_init_from_refuse_it_too(evil, smoke_run, tmp_path):
-    from xmgie.conditioning.instruction import load_expander
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.conditioning.expander import load_expander
+    from xmgie.training.lit_generator import XMGIEModule
     from xmgie.training.init_from import load_base
 
     path, marker = evil
@@ -107,7 +107,7 @@ def test_a_malformed_checkpoint_is_one_line(content, smoke_run, tmp_path):
 
 def test_export_then_load_edits_bit_for_bit_and_serves_as_a_base(smoke_run, tmp_path):
     from xmgie.cli import main
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lit_generator import XMGIEModule
     from xmgie.training.init_from import load_base
 
     ckpt = smoke_run / "checkpoints" / "last.ckpt"

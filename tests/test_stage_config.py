@@ -16,8 +16,8 @@ REQUIRED = {"out": "x.pt", "source": "m.ckpt", "ckpt": "m.ckpt"}
 def _minimal(cls) -> dict:
     """The required fields of `cls`: a path, or the first of its choices."""
     hints = get_type_hints(cls)
-    return {f.name: REQUIRED.get(f.name) or get_args(hints[f.name])[0] for f in dataclasses.fields(cls)
-            if required(f)}
+    return {f.name: REQUIRED.get(f.name) or next(iter(f.metadata.get("choices", lambda: get_args(hints[f.name]))()))
+            for f in dataclasses.fields(cls) if required(f)}
 
 
 @pytest.mark.parametrize("command", STAGE_COMMANDS, ids=["-".join(c.words) for c in STAGE_COMMANDS])

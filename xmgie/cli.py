@@ -3,7 +3,7 @@
     xmgie fit|validate|test --config experiments/...yaml ...   LightningCLI (YAML-driven training)
     xmgie edit --ckpt C --image I [I ...] --prompt P [--mask auto|anywhere|M] [--out O]   (or --prompts FILE)
     xmgie evaluate --ckpt C [--dataset D] [--split test]     results/<dataset>/<method>.json
-    xmgie table --spec experiments/tables/table1.yaml           tables/table1.{md,csv,tex}
+    xmgie table --spec experiments/tables/table1.yaml           results/table1.{md,csv,tex}
     xmgie run --spec experiments/tables/table2.yaml [--budget cpu] [--datasets shapes] [--status]
     xmgie weights status|fetch|verify [NAME ...]                 the pretrained backbones
     xmgie weights random-ip2p --out DIR [--size ip2p-mini]      a random folder in the InstructPix2Pix layout
@@ -155,7 +155,7 @@ def _random_ip2p(args: argparse.Namespace) -> None:
 
 
 def _data_preview(args: argparse.Namespace) -> None:
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
     from xmgie.visualize import save_grid
 
     from data_modules.base import EditSample
@@ -224,7 +224,7 @@ def _data_verify(args: argparse.Namespace) -> None:
 
 
 def _expander_expand(args: argparse.Namespace) -> None:
-    from xmgie.conditioning.instruction import load_expander
+    from xmgie.conditioning.expander import load_expander
     from xmgie.inference import image_to_tensor, read_image
 
     try:
@@ -301,7 +301,7 @@ def _file_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="render a paper table (Markdown, CSV, LaTeX) from result JSONs")
     t.add_argument("--spec", required=True, help="e.g. experiments/tables/table1.yaml")
     t.add_argument("--root", default=".", help="folder the spec's result paths are relative to")
-    t.add_argument("--out", help="output path without extension (default: <root>/tables/<spec name>)")
+    t.add_argument("--out", help="output path without extension (default: <root>/results/<spec name>)")
     t.set_defaults(func=_table)
 
     r = sub.add_parser("run", help="a paper table as a resumable pipeline: train, evaluate, aggregate, render")
@@ -339,7 +339,7 @@ def _file_parser() -> argparse.ArgumentParser:
     wr.add_argument("--seed", type=int, default=0)
     wr.set_defaults(func=_random_ip2p)
 
-    groups = {"baseline": "Table 1's GAN baselines and PFB-Diff (xmgie/baselines/)",
+    groups = {"baseline": "Table 1's GAN baselines and PFB-Diff (xmgie/methods/)",
               "attributes": "the attribute classifier behind AA",
               "expander": "the instruction expander (visual-aware LM, §3.2; also called as `xmgie mllm`)",
               "identity": "the identity encoder E_id of the IE module",
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
-            from xmgie.training.cli import run_lightning_cli
+            from xmgie.training.lightning_cli import run_lightning_cli
 
             run_lightning_cli(None if from_command_line else argv)  # None: LightningCLI reads sys.argv itself
             return

@@ -18,7 +18,8 @@ from xmgie.checkpoints import (BASELINE_KIND, GENERATOR_KIND, build_module, is_e
                                read_export)
 from xmgie.errors import UserError
 from xmgie.models.build import build_generator
-from xmgie.models.generator import EditGenerator, GeneratorConfig
+from xmgie.models.config import GeneratorConfig
+from xmgie.models.generator import EditGenerator
 from xmgie.models.sampling import ddim_edit
 from xmgie.modules.config import ModulesConfig
 from xmgie.training.config import SamplingConfig, coerce
@@ -71,7 +72,7 @@ class DiffusionEditor(nn.Module):
         if self.text_source != "expander":
             return batch[self.text_source]
         if self._expander is None:
-            from xmgie.conditioning.instruction import load_expander
+            from xmgie.conditioning.expander import load_expander
 
             try:
                 object.__setattr__(self, "_expander", load_expander(self.expander_path, self.device))
@@ -141,14 +142,14 @@ def load_generator_module(path: str | Path, device: str | torch.device = "cpu"):
     """A trained editor (eval mode) from `path`: an XMGIEModule (xMGIE, MGIE, GLIDE, PFB-Diff) or a GAN baseline
     (SISGAN, TAGAN, ManiGAN, HiFill), from a checkpoint or an exported folder; both edit with
     `.edit(batch, …)`. Refuses checkpoints of another kind."""
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lit_generator import XMGIEModule
 
     if is_export(path):
         return load_export(path).to(device).eval()
     ckpt = read_checkpoint(path)
     kind = ckpt["xmgie"]["kind"]
     if kind == BASELINE_KIND:
-        from xmgie.baselines.train import load_baseline
+        from xmgie.methods.train import load_baseline
 
         return load_baseline(ckpt, device, path)
     if kind != GENERATOR_KIND:
@@ -161,13 +162,14 @@ def load_generator_module(path: str | Path, device: str | torch.device = "cpu"):
 
 def load_export(folder: str | Path):
     """The editor of an exported folder as its module (an XMGIEModule without EMA copy, or a GAN baseline)."""
-    from xmgie.baselines import GAN_BASELINES
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.methods.registry import gan_baselines
+    from xmgie.training.lit_generator import XMGIEModule
 
     config, tensors = read_export(folder)
     kind, method = config.get("kind"), config.get("method")
-    if kind == BASELINE_KIND and method in GAN_BASELINES:
-        module = build_module(GAN_BASELINES[method], config["hyper_parameters"], tensors, folder)
+    gans = gan_baselines()
+    if kind == BASELINE_KIND and method in gans:
+        module = build_module(gans[method], config["hyper_parameters"], tensors, folder)
     elif kind == GENERATOR_KIND:
         module = build_module(XMGIEModule, config["hyper_parameters"], tensors, folder, strict=False)
     else:

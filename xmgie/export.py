@@ -27,7 +27,7 @@ def editor_weights(module) -> tuple[dict[str, torch.Tensor], dict[str, Any], str
     """(tensors, hyper-parameters, which weights) of a loaded editor. A generator exports its sampling weights (the
     EMA copy when there is one) as `generator.*` and is rebuilt without an EMA copy; a GAN baseline exports its
     whole module."""
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lit_generator import XMGIEModule
 
     hparams = copy.deepcopy(dict(module.hparams))
     if isinstance(module, XMGIEModule):
@@ -91,6 +91,6 @@ def export_editor(ckpt: str | Path, out: str | Path, results: str | Path | None 
 
 
 def _kind(module) -> str:
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lit_generator import XMGIEModule
 
     return GENERATOR_KIND if isinstance(module, XMGIEModule) else BASELINE_KIND

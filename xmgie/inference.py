@@ -171,7 +171,7 @@ class EditPipeline:
 
         instructions = None
         if expander:
-            from xmgie.conditioning.instruction import load_expander
+            from xmgie.conditioning.expander import load_expander
 
             try:
                 instructions = load_expander(expander, device)

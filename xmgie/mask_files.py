@@ -25,7 +25,7 @@ def write_predicted_masks(dataset: str, root: str | None, ckpt: str | Path, out:
                           settings: MaskPredictorConfig | None = None, batch_size: int = 16,
                           device: str = "cpu", seed: int = 0) -> dict[str, Any]:
     """Predict and write a mask for every record without one; returns a summary (also written as masks.json)."""
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
     from data_modules.images import centre_crop
     from xmgie.editor import DiffusionEditor, load_editor
 

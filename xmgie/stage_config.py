@@ -2,7 +2,8 @@
 
 Each field becomes `--field-name` (or the flag in its metadata), with the field's type, its default (a field
 without one, or marked required, must be given) and, as help, the field's entry in the class docstring's
-`Attributes:` section; a `Literal[...]` type gives the choices. Every such command also takes `--config FILE.yaml`
+`Attributes:` section; a `Literal[...]` type gives the choices, or `metadata={"choices": f}` where a registry holds
+them (`f()` is called only when a command checks its value, so building the parser imports no registry). Every such command also takes `--config FILE.yaml`
 (the same fields by name; the command line overrides the file), and `to_yaml` writes a config that `--config` reads
 back.
 """
@@ -13,7 +14,7 @@ import dataclasses
 import re
 import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -50,10 +51,35 @@ def flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
 
 
-def _scalar(hint: Any) -> tuple[Any, tuple | None]:
-    """(the parsing type, choices) of a field's type: `int | None` parses as int; a Literal gives choices."""
+class LazyChoices:
+    """The choices `read()` returns, read the first time argparse or a check asks (a registry's import is paid by
+    the command that uses it, not by every parser built)."""
+
+    def __init__(self, read: Callable[[], Any]):
+        self._read, self._values = read, None
+
+    def _all(self) -> tuple:
+        if self._values is None:
+            self._values = tuple(self._read())
+        return self._values
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._all()
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _scalar(hint: Any, field: dataclasses.Field) -> tuple[Any, tuple | LazyChoices | None]:
+    """(the parsing type, choices) of a field of type `hint`: `int | None` parses as int; a Literal or the field's
+    `metadata["choices"]` gives choices."""
     if get_origin(hint) in (Union, types.UnionType):
         hint = next(a for a in get_args(hint) if a is not type(None))
+    if "choices" in field.metadata:
+        return hint, LazyChoices(field.metadata["choices"])
     if get_origin(hint) is Literal:
         choices = get_args(hint)
         return type(choices[0]), choices
@@ -66,15 +92,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--config", dest="_config", default=argparse.SUPPRESS, metavar="FILE",
                         help="a YAML file of these options by field name (the command line overrides it)")
     for field in dataclasses.fields(cls):
-        kind, choices = _scalar(hints[field.name])
+        kind, choices = _scalar(hints[field.name], field)
         shown = " (required)" if required(field) else "" if field.default is None else f" (default: {field.default})"
         text = docs.get(field.name, "") + shown
         if kind is bool:
             parser.add_argument(flag(field), dest=field.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)
         else:
+            lazy = isinstance(choices, LazyChoices)  # argparse would read them to list them: named in help instead
             parser.add_argument(flag(field), dest=field.name, type=kind, choices=choices, default=argparse.SUPPRESS,
-                                help=text, metavar=None if choices else field.name.upper())
+                                help=text + (" (the registry's; a wrong one is refused with the list)" if lazy else ""),
+                                metavar=None if choices is not None and not lazy else field.name.upper())
 
 
 def config_from(cls: type[T], args: argparse.Namespace | dict[str, Any]) -> T:
@@ -109,7 +137,7 @@ def config_from(cls: type[T], args: argparse.Namespace | dict[str, Any]) -> T:
 
 def _check_type(cls: type, field: dataclasses.Field, value: Any, where: str) -> None:
     """A one-line UserError unless `value` fits the field's scalar type and choices (None passes)."""
-    kind, choices = _scalar(get_type_hints(cls)[field.name])
+    kind, choices = _scalar(get_type_hints(cls)[field.name], field)
     if value is None or kind not in (int, float, str, bool):
         return
     fits = (kind is bool) == isinstance(value, bool) and (isinstance(value, kind) or

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from xmgie.errors import UserError
 from xmgie.evaluation.config import EvaluateStageConfig
-from xmgie.training.config import (AttributeStageConfig, BaselineStageConfig, DeriveStageConfig, ExpanderStageConfig,
-                                   IdentityStageConfig, MaskStageConfig)
+from xmgie.methods.config import BaselineStageConfig, DeriveStageConfig
+from xmgie.training.config import AttributeStageConfig, ExpanderStageConfig, IdentityStageConfig, MaskStageConfig
 
 
 def trust_files(args) -> None:
@@ -55,19 +55,19 @@ def _evaluate(cfg: EvaluateStageConfig) -> None:
 
 
 def _identity_train(cfg) -> None:
-    from xmgie.training.identity_module import train_identity_encoder
+    from xmgie.training.lit_identity import train_identity_encoder
 
     print(json.dumps(train_identity_encoder(**dataclasses.asdict(cfg))))
 
 
 def _attributes_train(cfg) -> None:
-    from xmgie.training.attribute_module import train_attribute_classifier
+    from xmgie.training.lit_attributes import train_attribute_classifier
 
     print(json.dumps(train_attribute_classifier(**dataclasses.asdict(cfg))))
 
 
 def _expander_train(cfg) -> None:
-    from xmgie.training.expander_module import train_instruction_expander
+    from xmgie.training.lit_expander import train_instruction_expander
 
     try:
         result = train_instruction_expander(**dataclasses.asdict(cfg))
@@ -77,21 +77,21 @@ def _expander_train(cfg) -> None:
 
 
 def _mask_train(cfg) -> None:
-    from xmgie.training.mask_module import train_mask_predictor
+    from xmgie.training.lit_mask import train_mask_predictor
 
     print(json.dumps(train_mask_predictor(**dataclasses.asdict(cfg))))
 
 
 def _baseline_train(cfg) -> None:
-    from xmgie.baselines.train import train_baseline
+    from xmgie.methods.train import train_baseline
 
     print(json.dumps(train_baseline(**dataclasses.asdict(cfg))))
 
 
 def _baseline_derive(cfg) -> None:
-    from xmgie.baselines.pfb_diff import derive_pfb_diff
+    from xmgie.methods.registry import METHODS
 
-    print(derive_pfb_diff(cfg.source, cfg.out))
+    print(METHODS[cfg.method].derive(cfg.source, cfg.out))
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ STAGE_COMMANDS = (
     StageCommand(("identity", "train"), IdentityStageConfig, _identity_train, "identity", "encoder.pt"),
     StageCommand(("attributes", "train"), AttributeStageConfig, _attributes_train, "attributes", "classifier.pt"),
     StageCommand(("expander", "train"), ExpanderStageConfig, _expander_train, "expander", "expander.pt"),
-    StageCommand(("mask", "train"), MaskStageConfig, _mask_train),
+    StageCommand(("mask", "train"), MaskStageConfig, _mask_train, "mask", "mask_net.pt"),
     StageCommand(("baseline", "train"), BaselineStageConfig, _baseline_train, "baseline", "baseline.ckpt"),
     StageCommand(("baseline", "derive"), DeriveStageConfig, _baseline_derive, "derive", "baseline.ckpt"),
     StageCommand(("evaluate",), EvaluateStageConfig, _evaluate, "evaluate", "result.json"),

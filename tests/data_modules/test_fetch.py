@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from data_modules import sources
-from data_modules.base import build_datamodule
+from data_modules.registry import build_datamodule
 from data_modules.fetch import DOWNLOADS, fetch, unpack, verify
 from data_modules.fixtures import write_fixture
 from xmgie.cli import main

@@ -108,3 +108,17 @@ def test_resize_keeps_mask_binary_and_aligned():
 def test_edit_sample_validates_shapes():
     with pytest.raises(ValueError, match="mask"):
         EditSample(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), torch.zeros(1, 4, 4), "p", "i")
+
+
+def test_keeps_identity_marks_the_recolour_background_and_hat_edits():
+    from data_modules.synthetic import COLOURS, SHAPES
+
+    recolour = {f"make the {s} {c}" for s in SHAPES for c in COLOURS}
+    seen = set()
+    for seed in range(120):
+        sample = make_sample(seed, 16)
+        p = sample.prompt
+        keeps = p in recolour or p.startswith("make the background") or "hat" in p
+        assert sample.keeps_identity == keeps, p
+        seen.add(keeps)
+    assert seen == {True, False}

@@ -45,12 +45,12 @@ def test_train_missing_trains_only_what_is_missing_and_drops_what_the_dataset_ca
     from types import SimpleNamespace
 
     from xmgie.evaluation.evaluate import train_missing_networks
-    from xmgie.training import attribute_module, identity_module
+    from xmgie.training import lit_attributes, lit_identity
 
     trained = []
-    monkeypatch.setattr(identity_module, "train_identity_encoder",
+    monkeypatch.setattr(lit_identity, "train_identity_encoder",
                         lambda name, out, root=None: trained.append(("identity", name, str(out), root)))
-    monkeypatch.setattr(attribute_module, "train_attribute_classifier",
+    monkeypatch.setattr(lit_attributes, "train_attribute_classifier",
                         lambda name, out, root=None: trained.append(("attributes", name, str(out), root)))
     notes = []
     kept = tmp_path / "kept.pt"

@@ -99,7 +99,7 @@ def test_table_command_prints_markdown_and_writes_three_files(tmp_path, capsys):
     main(["table", "--spec", str(spec), "--root", str(tmp_path)])
     out = capsys.readouterr().out
     assert "**4.28**" in out
-    assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["small.csv", "small.md", "small.tex"]
+    assert sorted(p.name for p in (tmp_path / "results").glob("small.*")) == ["small.csv", "small.md", "small.tex"]
 
 
 def test_several_seeds_render_as_mean_plus_minus_std_and_bold_compares_means(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from xmgie.models.unet import UNET_SIZES, build_unet
+from xmgie.models.unet_sizes import UNET_SIZES, build_unet
 from xmgie.models.unet2d import ConditionalUNet, UNetConfig
 from xmgie.models.unet_folder import HALF, PICKLED, WEIGHTS, load_unet_folder, save_unet_folder
 

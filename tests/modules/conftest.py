@@ -1,7 +1,8 @@
 import torch
 
 from xmgie.conditioning import TextEncoderConfig
-from xmgie.models.generator import EditGenerator, GeneratorConfig
+from xmgie.models.config import GeneratorConfig
+from xmgie.models.generator import EditGenerator
 
 
 def micro_generator(plugins=(), seed: int = 0, **overrides) -> EditGenerator:

@@ -18,6 +18,10 @@ def test_fusion_is_a_1x1_conv_over_features_and_embedding():
 def test_identity_loss_is_eq_16():
     a, b = torch.randn(3, 8), torch.randn(3, 8)
     assert identity_loss(a, b).item() == pytest.approx(sum(((a[i] - b[i]) ** 2).sum().item() for i in range(3)) / 3)
+    w = torch.tensor([0.9, 0.1, 0.0])  # `loss.id_weighting: signal`: rows weighted by ᾱ_t, normalised
+    loop = sum(w[i].item() * ((a[i] - b[i]) ** 2).sum().item() for i in range(3)) / w.sum().item()
+    assert identity_loss(a, b, w).item() == pytest.approx(loop)
+    assert identity_loss(a, b, torch.ones(3)).item() == pytest.approx(identity_loss(a, b).item())
 
 
 def test_initialised_fusion_leaves_the_unet_unchanged_and_then_learns():

@@ -43,7 +43,8 @@ def table1_run(module_tmp) -> Path:
 def test_make_table1_runs_shapes_and_names_the_datasets_it_did_not_find(table1_run):
     md = (table1_run / "results" / "table1.md").read_text()
     rows = {line.split("|")[2].strip(): line for line in md.splitlines() if line.startswith("| shapes")}
-    assert set(rows) == {"SISGAN", "TAGAN", "ManiGAN", "HiFill", "GLIDE", "PFB-Diff", "MGIE", "xMGIE"}
+    assert set(rows) == {"SISGAN", "TAGAN", "ManiGAN", "HiFill", "GLIDE", "PFB-Diff", "MGIE", "MGIE + latent blending",
+                         "MGIE + latent blending + GB", "xMGIE"}
     assert all("missing" not in row for row in rows.values())  # every row measured, baselines included
     assert "HiFill reads no text" in md and "one generator pass" in md
     for d in ("cub", "flowers", "coco", "celebahq", "cars", "deepfashion"):
@@ -57,7 +58,7 @@ def test_make_ablation_smoke_fills_table2_for_shapes(tmp_path):
     proc = _make("ablation", tmp_path, "DATASETS=shapes")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     md = (tmp_path / "results" / "table2.md").read_text()
-    for label in ("MGIE (no module)", "xMGIE (full)", "w/o PFB", "w/o CAM", "w/o IE", "w/o GB"):
+    for label in ("MGIE (no module)", "MGIE + latent blending (no training)", "xMGIE (full)", "w/o PFB", "w/o CAM", "w/o IE", "w/o GB"):
         row = next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
         assert "missing" not in row and re.search(r"\d+\.\d+", row)
     assert "CUB" not in md and "Leakage" in md and "Seam" in md  # only the datasets asked for; the new metrics
@@ -230,8 +231,10 @@ def test_table1_builds_each_method_from_its_recipe(tmp_path):
         assert f"--model.expander={expander.output}" in by[f"shapes/generator/{method}/seed0"].argv
     assert not any(a.startswith("--model.expander") for a in by["shapes/generator/glide/seed0"].argv)
     assert "experiments/baselines/glide.yaml" in by["shapes/generator/glide/seed0"].argv
-    derive = by["shapes/derive/pfb_diff/seed0"]
-    assert derive.needs == [mgie] and derive.argv[derive.argv.index("--from") + 1] == str(mgie.output)
+    for method in ("pfb_diff", "mgie_blend", "mgie_blend_gb"):  # training-free, from the fine-tuned MGIE
+        derive = by[f"shapes/derive/{method}/seed0"]
+        assert derive.needs == [mgie] and derive.argv[derive.argv.index("--from") + 1] == str(mgie.output)
+        assert derive.argv[:4] == ["baseline", "derive", "--method", method]
     gan = by["shapes/baseline/sisgan/seed0"]
     assert gan.argv[:4] == ["baseline", "train", "--method", "sisgan"] and "--channels" in gan.argv
     ev = by["shapes/evaluate/hifill/seed0"]
@@ -270,8 +273,8 @@ def test_a_changed_base_reruns_what_depends_on_it_and_nothing_else(tmp_path):
                                            work=tmp_path)[0]}
     changed = {label for label in first if first[label] != second[label]}
     assert changed == {"shapes/generator/base/seed0", "shapes/generator/mgie/seed0", "shapes/generator/xmgie/seed0",
-                       "shapes/derive/pfb_diff/seed0", "shapes/evaluate/mgie/seed0", "shapes/evaluate/xmgie/seed0",
-                       "shapes/evaluate/pfb_diff/seed0"}
+                       "shapes/evaluate/mgie/seed0", "shapes/evaluate/xmgie/seed0"} | {
+        f"shapes/{kind}/{m}/seed0" for kind in ("derive", "evaluate") for m in ("pfb_diff", "mgie_blend", "mgie_blend_gb")}
 
 
 def test_every_row_of_the_cpu_budget_gets_the_same_number_of_updates():
@@ -315,7 +318,8 @@ def test_rows_trained_from_scratch_take_the_budgets_scratch_seeds(tmp_path):
         if s.kind == "evaluate":
             seeds.setdefault(s.method, set()).add(s.seed)
     assert seeds == {"sisgan": {0}, "tagan": {0}, "manigan": {0}, "hifill": {0}, "glide": {0},
-                     "mgie": {0, 1, 2}, "xmgie": {0, 1, 2}, "pfb_diff": {0, 1, 2}}  # derived from fine-tuned MGIE
+                     "mgie": {0, 1, 2}, "xmgie": {0, 1, 2}, "pfb_diff": {0, 1, 2},  # derived from fine-tuned MGIE
+                     "mgie_blend": {0, 1, 2}, "mgie_blend_gb": {0, 1, 2}}
     cpu = load_budget("cpu", REPO)
     assert cpu["seeds"] == [0, 1, 2] and cpu["scratch_seeds"] == [0] and cpu["jobs"] == 2
 

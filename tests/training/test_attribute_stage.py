@@ -8,7 +8,7 @@ from xmgie.cli import main
 from xmgie.evaluation.evaluate import attribute_backbone
 from xmgie.errors import UserError
 from xmgie.models.classifier import build_attribute_classifier, load_attribute_classifier
-from xmgie.training.attribute_module import attribute_accuracy, train_attribute_classifier
+from xmgie.training.lit_attributes import attribute_accuracy, train_attribute_classifier
 
 
 @pytest.fixture(scope="module")

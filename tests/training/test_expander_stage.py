@@ -10,8 +10,8 @@ from PIL import Image
 
 from tests.conftest import fit
 from xmgie.cli import main
-from xmgie.conditioning.instruction import ExpanderConfig, load_expander
-from xmgie.training.expander_module import train_instruction_expander
+from xmgie.conditioning.expander import ExpanderConfig, load_expander
+from xmgie.training.lit_expander import train_instruction_expander
 
 SMALL = ExpanderConfig(image_size=16, patch_size=4, vision_width=32, vision_layers=1, vision_heads=2, embed_dim=32,
                        prefix_tokens=2, lm_width=32, lm_layers=1, lm_heads=2, max_instruction_tokens=40)
@@ -59,7 +59,7 @@ def test_generator_trains_on_the_expanders_instructions(expander_file, tmp_path)
 
 
 def test_text_source_expander_needs_a_file():
-    from xmgie.training.generator_module import XMGIEModule
+    from xmgie.training.lit_generator import XMGIEModule
 
     with pytest.raises(ValueError, match="make train-expander"):
         XMGIEModule(text_source="expander")

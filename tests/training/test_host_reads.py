@@ -12,7 +12,7 @@ from xmgie.modules import gaussian_blur
 from xmgie.modules.config import CAMConfig, GBConfig, IEConfig, ModulesConfig, PFBConfig
 from xmgie.training.config import SamplingConfig
 from xmgie.training.ema import clip_gradients, ema_update
-from xmgie.training.generator_module import XMGIEModule
+from xmgie.training.lit_generator import XMGIEModule
 
 READS = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
 
@@ -65,7 +65,7 @@ def test_the_progress_bar_reads_the_losses_every_logging_interval_on_an_accelera
 
     from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 
-    from xmgie.training.cli import StepProgressBar
+    from xmgie.training.lightning_cli import StepProgressBar
 
     for accelerator, every in ((CPUAccelerator(), 1), (CUDAAccelerator(), 25)):
         bar = StepProgressBar()

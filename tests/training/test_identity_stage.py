@@ -6,7 +6,7 @@ import torch
 
 from xmgie.errors import UserError
 from xmgie.modules.identity import load_identity_encoder
-from xmgie.training.identity_module import arcface_logits, nearest_neighbour_accuracy, train_identity_encoder
+from xmgie.training.lit_identity import arcface_logits, nearest_neighbour_accuracy, train_identity_encoder
 
 
 def test_arcface_adds_the_margin_to_the_own_class_angle_only():

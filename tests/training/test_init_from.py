@@ -11,7 +11,7 @@ from xmgie.cli import main
 from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
 from xmgie.modules.identity import SmallIdentityCNN, save_identity_encoder
-from xmgie.training.generator_module import XMGIEModule
+from xmgie.training.lit_generator import XMGIEModule
 from xmgie.training.init_from import is_module_key, load_base
 
 ALL_ON = {"pfb": {"enabled": True, "layers": ["mid", "up0"], "alpha_init": 0.95}, "cam": {"enabled": True},

@@ -62,7 +62,7 @@ def test_a_dataset_without_masks_is_refused(tmp_path, capsys):
 def test_random_blur_blurs_about_half_the_images_as_scipy_does_and_leaves_the_rest():
     from scipy.ndimage import gaussian_filter
 
-    from xmgie.training.mask_module import random_blur
+    from xmgie.training.lit_mask import random_blur
 
     x = torch.rand(64, 3, 12, 10, generator=torch.Generator().manual_seed(0))
     assert random_blur(x, 0.0) is x

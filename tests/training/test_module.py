@@ -11,7 +11,7 @@ from xmgie.conditioning import TextEncoderConfig
 from xmgie.models import GeneratorConfig
 from xmgie.training.config import LossConfig, OptimConfig, SamplingConfig, coerce
 from xmgie.training.ema import ema_update
-from xmgie.training.generator_module import XMGIEModule
+from xmgie.training.lit_generator import XMGIEModule
 
 MICRO = GeneratorConfig(size="micro", text=TextEncoderConfig(width=32, layers=1, heads=2))
 
@@ -217,3 +217,24 @@ def test_pixel_rows_decode_only_the_least_noisy_rows():
 def test_a_training_step_with_pixel_rows_runs(tmp_path):
     fit(tmp_path, "--model.loss.pixel_rows=2", "--trainer.max_steps=2")
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "signal"])
+def test_the_identity_losss_row_weights_follow_loss_id_weighting(weighting):
+    from xmgie.modules.plugin import EditPlugin
+
+    seen = []
+
+    class Recorder(EditPlugin):
+        def losses(self, x_edit, target, cond, weights=None):
+            seen.append(weights)
+            return {}
+
+    module = XMGIEModule(generator=MICRO, loss=LossConfig(id_weighting=weighting), discriminator_channels=8)
+    module.generator.plugins.append(Recorder())
+    dm = ShapesDataModule(resolution=16, batch_size=4, num_workers=0)
+    batch = collate([dm.dataset("train")[i] for i in range(4)])
+    out = module.generator_forward(batch)
+    module.generator_terms(out, adversarial=False)
+    want = module.generator.alphas_cumprod[out["pixel_t"]] if weighting == "signal" else None
+    assert (seen[-1] is None) if want is None else torch.equal(seen[-1], want)

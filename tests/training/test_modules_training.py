@@ -62,7 +62,7 @@ def test_missing_identity_weights_is_a_one_line_error(tmp_path):
 
 
 def test_fit_with_train_missing_trains_the_identity_encoder_first_when_ie_is_on(tmp_path, monkeypatch):
-    from xmgie.training import identity_module
+    from xmgie.training import lit_identity
 
     calls = []
 
@@ -71,7 +71,7 @@ def test_fit_with_train_missing_trains_the_identity_encoder_first_when_ie_is_on(
         save_identity_encoder(SmallIdentityCNN(dim), out)
         return {}
 
-    monkeypatch.setattr(identity_module, "train_identity_encoder", stand_in)
+    monkeypatch.setattr(lit_identity, "train_identity_encoder", stand_in)
     weights = tmp_path / "ids" / "encoder.pt"
     proc = run_cli("fit", "--config", str(SMOKE), f"--trainer.default_root_dir={tmp_path}/run",
                    "--model.modules.ie.enabled=true", "--model.modules.ie.dim=16",
@@ -88,5 +88,5 @@ def test_fit_with_train_missing_trains_the_identity_encoder_first_when_ie_is_on(
     for ie in ({"enabled": False, "encoder": "cnn"}, {"enabled": True, "encoder": "facenet"}):  # no project E_id
         module = SimpleNamespace(modules_cfg=SimpleNamespace(ie=SimpleNamespace(**ie, weights=str(tmp_path / "n.pt"),
                                                                                 dim=16)))
-        assert identity_module.train_missing_identity(module, SimpleNamespace(name="shapes")) is None
+        assert lit_identity.train_missing_identity(module, SimpleNamespace(name="shapes")) is None
     assert calls == []

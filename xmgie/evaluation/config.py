@@ -37,6 +37,8 @@ class EvaluateStageConfig:
         mask_timestep: noise level of the relevance map, fraction of T (--mask auto).
         mask_draws: noise draws averaged (DiffEdit; 1: Watch Your Steps) (--mask auto).
         mask_smooth: Gaussian σ (working-resolution px) on the map (--mask auto).
+        dilate_masks: grow the dataset's masks by this many pixels before the editor sees them (a generous
+            painting; negative: shrink them, a tight one); the metrics still score against the dataset's masks.
         mask_net: a learned mask predictor (make train-mask) used by --mask auto instead of the editor's relevance
             map; --mask-threshold then applies to its probabilities.
         method: method name: results/<dataset>/<name>.json.
@@ -67,6 +69,7 @@ class EvaluateStageConfig:
     mask_timestep: float = 0.8
     mask_draws: int = 1
     mask_smooth: float = 0.0
+    dilate_masks: int = field(default=0, metadata={"flag": "--mask-dilate"})
     mask_net: str | None = None
     method: str = field(default="xmgie", metadata={"flag": "--name"})
     out: str | None = None

@@ -17,12 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from data_modules.base import build_datamodule
+from data_modules.registry import build_datamodule
 from xmgie.editor import load_generator_module
 from xmgie.errors import UserError
 from xmgie.inference import default_device
 from xmgie.metrics import networks
-from xmgie.metrics.functional import mask_iou
+from xmgie.metrics.functional import grow_mask, mask_iou
 from xmgie.metrics.metrics import EditingMetrics
 from xmgie.metrics.networks import MetricNetwork
 from xmgie.models.generator import EditGenerator
@@ -69,8 +69,8 @@ def train_missing_networks(dm, identity: str | Path | None, attributes: str | Pa
     """`--train-missing`: an E_id or attribute-classifier path whose file does not exist is trained first on the
     evaluated dataset (the stages' defaults) when it has those labels, else dropped with its metric (noted):
     IPS and AA then stay out of the record, as for a dataset without them. (identity, attributes) to use."""
-    from xmgie.training.attribute_module import train_attribute_classifier
-    from xmgie.training.identity_module import train_identity_encoder
+    from xmgie.training.lit_attributes import train_attribute_classifier
+    from xmgie.training.lit_identity import train_identity_encoder
 
     root = getattr(dm, "root", None)
     wanted = [("identity", identity, dm.num_identities, "IPS", train_identity_encoder),
@@ -115,7 +115,8 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
                     inception: bool = True, lpips: bool = True, strict_weights: bool = False,
                     method: str = "xmgie", device: str | torch.device | None = None,
                     data_root: str | None = None, bf16: bool = False, masks: str = "dataset",
-                    mask_settings: MaskPredictorConfig | None = None, train_missing: bool = False) -> dict[str, Any]:
+                    mask_settings: MaskPredictorConfig | None = None, dilate_masks: int = 0,
+                    train_missing: bool = False) -> dict[str, Any]:
     """Edit `split` of `dataset` (default: the editor's) with `module` (an XMGIEModule or a GAN baseline, in eval
     mode, on `device`) and return the result record.
 
@@ -130,10 +131,15 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
     `bf16`: edit under bfloat16 autocast (the full-scale model on a GPU); the metrics run in fp32.
     `masks`: what the editor is given: the dataset's masks, "auto" (predicted by the editor's own U-Net with
     `mask_settings`; the record gets their IoU with the dataset's) or "anywhere". The metrics always score against
-    the dataset's masks. `train_missing`: train a missing E_id / attribute classifier first (`train_missing_networks`).
+    the dataset's masks. `dilate_masks`: the dataset's masks grown by that many pixels (< 0: shrunk; `grow_mask`)
+    before the editor sees them, as a user paints generously or tightly. Whenever the given masks differ from the
+    dataset's, the suite also scores the part of the given mask that should have stayed and the part of the edit it
+    missed. `train_missing`: train a missing E_id / attribute classifier first (`train_missing_networks`).
     """
     if masks not in EVALUATION_MASKS:
         raise UserError(f"masks must be one of {', '.join(EVALUATION_MASKS)}, got {masks!r}")
+    if dilate_masks and masks != "dataset":
+        raise UserError(f"--mask-dilate grows the dataset's masks; it cannot be combined with --mask {masks}")
     predictor = mask_predictor(mask_settings) if masks == "auto" else None
     if predictor is not None and predictor.needs_generator and \
             not isinstance(getattr(module, "sampler", None), EditGenerator):
@@ -173,9 +179,12 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
                     ious.append(mask_iou(given["mask"], batch["mask"]))
                 elif masks == "anywhere":
                     given["mask"] = torch.ones_like(batch["mask"])
+                elif dilate_masks:
+                    given["mask"] = grow_mask(batch["mask"], dilate_masks)
                 edit = module.edit(given, steps=steps, seed=seed + i, guidance_text=guidance_text,
                                    guidance_image=guidance_image)
-            suite.update(edit, batch)
+            other_masks = masks != "dataset" or dilate_masks != 0  # then also score what the given mask got wrong
+            suite.update(edit, {**batch, "given_mask": given["mask"]} if other_masks else batch)
             n += edit.shape[0]
     if n == 0:
         raise UserError(f"the {split} split of {dataset!r} has no readable samples to evaluate")
@@ -185,7 +194,7 @@ def evaluate_editor(module, dataset: str | None = None, split: str = "test", lim
     sampling = dict.fromkeys(("steps", "guidance_text", "guidance_image")) if s is None else {
         "steps": steps or s.steps, "guidance_text": s.guidance_text if guidance_text is None else guidance_text,
         "guidance_image": s.guidance_image if guidance_image is None else guidance_image}
-    mask_record = {"source": masks}
+    mask_record = {"source": masks, **({"dilate": dilate_masks} if dilate_masks else {})}
     if predictor is not None:
         mask_record |= dataclasses.asdict(predictor.cfg) | {"iou": float(torch.cat(ious).mean())}
     return {

@@ -32,9 +32,11 @@ from xmgie.metrics.metrics import HIGHER_IS_BETTER
 
 LABELS = {"is": "IS", "fid": "FID", "lpips": "LPIPS", "ssim": "SSIM", "psnr": "PSNR", "aa": "AA", "ips": "IPS",
           "psnr_gain": "PSNR gain", "psnr_outside_mask": "PSNR out", "psnr_inside_mask": "PSNR in",
-          "lpips_outside_mask": "LPIPS out", "leakage": "Leakage", "seam": "Seam"}
+          "lpips_outside_mask": "LPIPS out", "leakage": "Leakage", "seam": "Seam",
+          "psnr_kept_in_mask": "PSNR kept", "psnr_missed_by_mask": "PSNR missed", "ips_kept": "IPS kept"}
 DECIMALS = {"is": 2, "fid": 2, "lpips": 3, "ssim": 3, "psnr": 2, "aa": 3, "ips": 3, "psnr_gain": 2,
-            "psnr_outside_mask": 2, "psnr_inside_mask": 2, "lpips_outside_mask": 4, "leakage": 4, "seam": 4}
+            "psnr_outside_mask": 2, "psnr_inside_mask": 2, "lpips_outside_mask": 4, "leakage": 4, "seam": 4,
+            "psnr_kept_in_mask": 2, "psnr_missed_by_mask": 2, "ips_kept": 3}
 NOT_APPLICABLE, MISSING, NOT_COMPUTED = "–", "missing", "n/c"
 
 
@@ -57,12 +59,21 @@ class TableSpec:
     notes: list[str] = field(default_factory=list)
 
 
-def load_spec(path: str | Path) -> TableSpec:
-    """Parse a table spec; an unknown metric or layout is a one-line error."""
+def read_spec(path: str | Path) -> dict[str, Any]:
+    """A table spec's YAML as a dict; `extends: other.yaml` (beside it) starts from that spec's keys, which the
+    file's own replace: a regime's table is its parent's methods and datasets with other results and settings."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"table spec not found: {path}")
-    raw = yaml.safe_load(path.read_text())
+    raw = yaml.safe_load(path.read_text()) or {}
+    parent = raw.pop("extends", None)
+    return {**read_spec(path.parent / parent), **raw} if parent else raw
+
+
+def load_spec(path: str | Path) -> TableSpec:
+    """Parse a table spec; an unknown metric or layout is a one-line error."""
+    path = Path(path)
+    raw = read_spec(path)
     columns = list(raw.get("columns", []))
     datasets = [DatasetSpec(d["name"], d.get("label", d["name"]), list(d.get("columns", columns)))
                 for d in raw["datasets"]]
@@ -252,11 +263,11 @@ def to_latex(spec: TableSpec, results: dict) -> str:
 
 
 def render(spec_path: str | Path | TableSpec, out: str | Path | None = None, root: str | Path = ".") -> dict[str, Path]:
-    """Write <out>.md, <out>.csv and <out>.tex (default out: tables/<spec name>) and return their paths.
+    """Write <out>.md, <out>.csv and <out>.tex (default out: results/<spec name>, where `xmgie run` writes it too) and return their paths.
     `spec_path`: a spec file, or a TableSpec already loaded (and narrowed by the caller)."""
     spec = spec_path if isinstance(spec_path, TableSpec) else load_spec(spec_path)
     results = read_results(spec, root)
-    out = Path(out) if out else Path(root) / "tables" / spec.name
+    out = Path(out) if out else Path(root) / "results" / spec.name
     out.parent.mkdir(parents=True, exist_ok=True)
     written = {}
     for ext, fn in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):

@@ -52,6 +52,21 @@ def boundary_band(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return dilated - eroded
 
 
+def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """(B, 1, H, W) {0, 1} mask grown by `pixels` (a mask painted generously) or, for pixels < 0, shrunk by
+    -pixels (one painted tightly): binary dilation / erosion by a Euclidean disk of that radius (offsets with
+    dy² + dx² ≤ r²). Outside the image counts as outside the mask when growing and as inside when shrinking, so the
+    image border never erodes a mask that touches it."""
+    if pixels == 0:
+        return mask.clone()
+    r = abs(pixels)
+    offsets = torch.arange(-r, r + 1, dtype=torch.float32, device=mask.device)
+    disk = ((offsets[:, None] ** 2 + offsets[None, :] ** 2) <= r * r).float()[None, None]  # (1, 1, 2r+1, 2r+1)
+    m = mask.float() if pixels > 0 else 1 - mask.float()
+    grown = (F.conv2d(F.pad(m, (r,) * 4), disk) > 0.5).to(mask.dtype)                      # (B, 1, H, W)
+    return grown if pixels > 0 else 1 - grown
+
+
 def seam_score(edit: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, radius: int = 2) -> torch.Tensor:
     """Boundary seam: (B,) mean over the mask-edge band of |∇(edit − target)|, the gradient taken by forward
     differences ((H−1)×(W−1) grid), its magnitude sqrt(∂x² + ∂y²) averaged over channels. A sharp seam that

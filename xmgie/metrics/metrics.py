@@ -30,6 +30,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "is": True, "fid": False, "lpips": False, "ssim": True, "psnr": True, "aa": True, "ips": True,
     "psnr_gain": True, "psnr_outside_mask": True, "psnr_inside_mask": True, "psnr_source": True,
     "ips_source": True, "lpips_outside_mask": False, "leakage": False, "seam": False,
+    "psnr_kept_in_mask": True, "psnr_missed_by_mask": True, "ips_kept": True,
 }
 PROTOCOLS = ("targets", "captions")
 
@@ -62,17 +63,21 @@ class EditQuality(_SumMetric):
     """Means over images of psnr and ssim (edit vs reference); with `source`, also psnr_source (source vs
     reference: the do-nothing baseline) and psnr_gain = psnr − psnr_source; with `mask`, psnr_outside_mask /
     psnr_inside_mask and seam (the boundary seam score, `seam_score`); with both, leakage = mean |edit − source|
-    outside the mask / the same inside (the ratio of the two means over images: what CAM restricts). Images whose
-    mask has no inside (or outside, or edge) pixel are left out of that mean only."""
+    outside the mask / the same inside (the ratio of the two means over images: what CAM restricts). With the mask
+    the editor was `given` (a painted, dilated, eroded or predicted one) besides the dataset's: psnr_kept_in_mask
+    over the given mask's pixels the edit should have left alone (given, not the dataset's: what CAM and PFB's
+    feature blending are for) and psnr_missed_by_mask over the dataset mask's pixels the given one left out (where a
+    paste cuts the edit). Images whose mask has no inside (or outside, or edge, or such) pixel are left out of that
+    mean only."""
 
     higher_is_better = True
     KEYS = ("psnr", "ssim", "psnr_source", "psnr_outside_mask", "psnr_inside_mask", "change_outside",
-            "change_inside", "seam")
-    SEAM_RADIUS = 2  # band half-width in pixels across the mask's edge
+            "change_inside", "seam", "psnr_kept_in_mask", "psnr_missed_by_mask")
+    SEAM_BAND = 1 / 16  # band half-width across the mask's edge, as a share of the image's shorter side (2 px at 32)
 
     def update(self, edit: torch.Tensor, reference: torch.Tensor, source: torch.Tensor | None = None,
-               mask: torch.Tensor | None = None) -> None:
-        """edit/reference/source (B, 3, H, W) in [-1, 1]; mask (B, 1, H, W) in {0, 1}."""
+               mask: torch.Tensor | None = None, given: torch.Tensor | None = None) -> None:
+        """edit/reference/source (B, 3, H, W) in [-1, 1]; mask, given (B, 1, H, W) in {0, 1}."""
         self._add("psnr", psnr_per_image(edit, reference))
         self._add("ssim", ssim_per_image(edit, reference))
         if source is not None:
@@ -80,10 +85,14 @@ class EditQuality(_SumMetric):
         if mask is not None:
             self._add("psnr_outside_mask", psnr_per_image(edit, reference, 1 - mask))
             self._add("psnr_inside_mask", psnr_per_image(edit, reference, mask))
-            self._add("seam", seam_score(edit, reference, mask, self.SEAM_RADIUS))
+            radius = max(1, round(self.SEAM_BAND * min(edit.shape[-2:])))
+            self._add("seam", seam_score(edit, reference, mask, radius))
         if mask is not None and source is not None:
             self._add("change_outside", mean_abs_change(edit, source, 1 - mask))
             self._add("change_inside", mean_abs_change(edit, source, mask))
+        if mask is not None and given is not None:
+            self._add("psnr_kept_in_mask", psnr_per_image(edit, reference, given * (1 - mask)))
+            self._add("psnr_missed_by_mask", psnr_per_image(edit, reference, mask * (1 - given)))
 
     def compute(self) -> dict[str, torch.Tensor]:
         out = super().compute()
@@ -195,18 +204,24 @@ class AttributeAccuracy(_SumMetric):
 
 class IdentityScore(_SumMetric):
     """IPS: mean cosine of E_id(edit) and E_id(reference) (embeddings are L2-normalised by `embed`); with
-    `source`, also ips_source = cosine of E_id(source) and E_id(reference), the do-nothing baseline."""
+    `source`, also ips_source = cosine of E_id(source) and E_id(reference), the do-nothing baseline; with `keeps`
+    (B,) bool, ips_kept = IPS over the rows whose edit keeps the subject's identity (a recolour, a new background,
+    a hat), where keeping it is the edit's job rather than resisting it."""
 
     higher_is_better = True
-    KEYS = ("ips", "ips_source")
+    KEYS = ("ips", "ips_source", "ips_kept")
 
     def __init__(self, encoder: nn.Module, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
 
-    def update(self, edit: torch.Tensor, reference: torch.Tensor, source: torch.Tensor | None = None) -> None:
+    def update(self, edit: torch.Tensor, reference: torch.Tensor, source: torch.Tensor | None = None,
+               keeps: torch.Tensor | None = None) -> None:
         e_ref = self.encoder.embed(to_signed(reference))                      # (B, D)
-        self._add("ips", (self.encoder.embed(to_signed(edit)) * e_ref).sum(-1))
+        cosine = (self.encoder.embed(to_signed(edit)) * e_ref).sum(-1)        # (B,)
+        self._add("ips", cosine)
+        if keeps is not None:
+            self._add("ips_kept", cosine[keeps.bool()])
         if source is not None:
             self._add("ips_source", (self.encoder.embed(to_signed(source)) * e_ref).sum(-1))
 
@@ -253,12 +268,14 @@ class EditingMetrics(nn.Module):
 
     @torch.no_grad()
     def update(self, edit: torch.Tensor, batch: dict[str, Any]) -> None:
-        """edit (B, 3, H, W) in [-1, 1] for the batch's sources; batch as in data_modules.base (with `index`)."""
+        """edit (B, 3, H, W) in [-1, 1] for the batch's sources; batch as in data_modules.base (with `index`; with
+        `given_mask`, the mask the editor was given where it differs from the dataset's)."""
         targets = self.protocol == "targets"
         reference = batch["target"] if targets else batch["source"]
         index = batch["index"]
         m = self.metrics
-        m["quality"].update(edit, reference, batch["source"] if targets else None, batch["mask"] if targets else None)
+        m["quality"].update(edit, reference, batch["source"] if targets else None, batch["mask"] if targets else None,
+                            batch.get("given_mask") if targets else None)
         if "inception" in m:
             m["inception"].update(edit, index)
             m["inception"].update(reference, index, real=True)
@@ -268,7 +285,8 @@ class EditingMetrics(nn.Module):
             m["aa"].update(edit, batch["attributes"])
         if "ips" in m:
             # IPS compares with the ground truth where one exists, else with the source the edit started from.
-            m["ips"].update(edit, reference, batch["source"] if targets else None)
+            m["ips"].update(edit, reference, batch["source"] if targets else None,
+                            batch.get("keeps_identity") if targets else None)
 
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}

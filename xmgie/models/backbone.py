@@ -15,16 +15,16 @@ from torch import nn
 from xmgie.conditioning.clip_text import CLIPText, hf_tokenize, open_clip_tokenize, random_clip_text
 from xmgie.conditioning.text_encoder import END_TOKEN, START_TOKEN, TextEncoder
 from xmgie.errors import UserError
+from xmgie.models.config import GeneratorConfig
 from xmgie.models.latent import LatentCodec, widen_conv_in
-from xmgie.models.schedule import SCHEDULE_FIELDS, NoiseSchedule
-from xmgie.models.unet import UNET_SIZES, build_unet
+from xmgie.models.noise_schedule import SCHEDULE_FIELDS, NoiseSchedule
+from xmgie.models.unet_sizes import UNET_SIZES, build_unet
 from xmgie.models.unet2d import ConditionalUNet
 from xmgie.models.unet_folder import load_unet_folder
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
 
-    from xmgie.models.generator import GeneratorConfig
 
 IP2P_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -66,16 +66,16 @@ class Backbone:
         return getattr(self.text_encoder, "special_tokens", (START_TOKEN, END_TOKEN))
 
 
-def unet_in_channels(cfg: "GeneratorConfig", channels: int) -> int:
+def unet_in_channels(cfg: GeneratorConfig, channels: int) -> int:
     """Noisy image + source (+ the mask channel), all in the diffusion's space (Eq. 4)."""
     return 2 * channels + int(cfg.hide_masked_source or cfg.mask_channel)
 
 
-def config_schedule(cfg: "GeneratorConfig") -> NoiseSchedule:
+def config_schedule(cfg: GeneratorConfig) -> NoiseSchedule:
     return NoiseSchedule(**{k: getattr(cfg, k) for k in SCHEDULE_FIELDS})
 
 
-def build_backbone(cfg: "GeneratorConfig", share: Backbone | None = None) -> Backbone:
+def build_backbone(cfg: GeneratorConfig, share: Backbone | None = None) -> Backbone:
     """The parts of a generator of `cfg`.
 
     `share`: another generator's backbone (the EMA copy's source). Its frozen parts (VAE, a frozen text tower)
@@ -132,7 +132,7 @@ def check_ip2p_folder(folder: Path) -> None:
                         f"(expected {', '.join(IP2P_PARTS)} and model_index.json)")
 
 
-def load_pretrained_backbone(cfg: "GeneratorConfig") -> Backbone:
+def load_pretrained_backbone(cfg: GeneratorConfig) -> Backbone:
     """The parts from a local folder (never a hub).
 
     1. check the layout; 2. load U-Net, VAE, CLIP text tower + tokenizer and the schedule (local files only);

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from xmgie.models.backbone import build_backbone
-from xmgie.models.generator import EditGenerator, GeneratorConfig
+from xmgie.models.config import GeneratorConfig
+from xmgie.models.generator import EditGenerator
 from xmgie.modules.config import ModulesConfig, build_plugins
 
 

@@ -17,7 +17,7 @@ from diffusers import EulerAncestralDiscreteScheduler
 
 from xmgie.conditioning.clip_text import random_clip_text, write_clip_tokenizer_files
 from xmgie.models.backbone import LATENT_SIZES, random_vae
-from xmgie.models.unet import build_unet
+from xmgie.models.unet_sizes import build_unet
 from xmgie.models.unet_folder import save_unet_folder
 
 # InstructPix2Pix's noise schedule (Stable Diffusion 1.5's) and its pipeline's index

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 
 from xmgie.models.generator import EditGenerator, SharedReference
-from xmgie.models.schedule import ddim_step, ddim_timesteps
+from xmgie.models.noise_schedule import ddim_step, ddim_timesteps
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """The conditional U-Net that denoises (Eq. 4's ε_θ), written for this package: the architecture of diffusers'
 `UNet2DConditionModel` for the configurations Stable Diffusion 1.x/2.x, InstructPix2Pix and the size table
-(`unet.py`) use, with the same parameter names and config keys, so diffusers' weights and folders load as they are
+(`unet_sizes.py`) use, with the same parameter names and config keys, so diffusers' weights and folders load as they are
 (`unet_folder.py`) and nothing but torch is imported to edit.
 
     x (B, C_in, H, W), t (B,), text (B, T, D) [, pooled (B, D)]  ->  prediction (B, C_out, H, W)

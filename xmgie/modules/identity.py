@@ -81,9 +81,13 @@ def init_fusion(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
-def identity_loss(e_edit: torch.Tensor, e_target: torch.Tensor) -> torch.Tensor:
-    """Eq. 16: mean over the batch of ‖e_edit − e_target‖² for (B, D) embeddings -> scalar."""
-    return (e_edit - e_target).square().sum(-1).mean()
+def identity_loss(e_edit: torch.Tensor, e_target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 16: mean over the batch of ‖e_edit − e_target‖² for (B, D) embeddings -> scalar; with `weights` (B,) ≥ 0
+    the weighted mean Σ w_b·l_b / Σ w_b (the same scale, spent on the rows that weigh most)."""
+    per_row = (e_edit - e_target).square().sum(-1)                          # (B,)
+    if weights is None:
+        return per_row.mean()
+    return (weights * per_row).sum() / weights.sum().clamp(min=1e-12)
 
 
 # -- identity encoders ------------------------------------------------------------------------------------
@@ -302,10 +306,11 @@ class IdentityEmbedding(EditPlugin):
         tokens = identity_tokens(self.embedding(cond), self.to_tokens, self.k).to(features.dtype)
         return torch.cat([features, tokens], dim=1)                          # (B, T + K, D)
 
-    def losses(self, x_edit: torch.Tensor, target: torch.Tensor, cond: EditCondition) -> dict[str, torch.Tensor]:
+    def losses(self, x_edit: torch.Tensor, target: torch.Tensor, cond: EditCondition,
+               weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             e_target = self.encoder.embed(target)
-        return {"id": identity_loss(self.encoder.embed(x_edit), e_target)}
+        return {"id": identity_loss(self.encoder.embed(x_edit), e_target, weights)}
 
     def extra_repr(self) -> str:
         return f"encoder={self.encoder.kind}, tokens={self.k}, attention={self.attention}"

@@ -85,8 +85,10 @@ class EditPlugin(nn.Module):
         """(B, 3, H, W) predicted clean image -> X_edit."""
         return x0
 
-    def losses(self, x_edit: torch.Tensor, target: torch.Tensor, cond: EditCondition) -> dict[str, torch.Tensor]:
-        """Extra training terms, by the LossConfig name of their weight."""
+    def losses(self, x_edit: torch.Tensor, target: torch.Tensor, cond: EditCondition,
+               weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Extra training terms, by the LossConfig name of their weight; `weights` (B,) ≥ 0: how much each row
+        counts in the batch mean (None: equally)."""
         return {}
 
     def reference_phase(self, phase: str, shared: torch.Tensor | None = None

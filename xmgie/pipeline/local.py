@@ -42,8 +42,9 @@ def _stage_child(argv: list[str], log: str, threads: int | None, entry: Callable
     os._exit(code)
 
 
-PRELOAD = ["xmgie.training.cli", "xmgie.evaluation.evaluate", "xmgie.training.identity_module",
-           "xmgie.training.attribute_module", "xmgie.training.expander_module", "xmgie.baselines.train"]
+PRELOAD = ["xmgie.training.lightning_cli", "xmgie.evaluation.evaluate", "xmgie.training.lit_identity",
+           "xmgie.training.lit_attributes", "xmgie.training.lit_expander", "xmgie.training.lit_mask",
+           "xmgie.methods.train"]
 
 
 def _launch(argv: list[str], log: Path, entry: Callable[[list[str]], None] | None, threads: int | None = None):

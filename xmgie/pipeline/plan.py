@@ -3,15 +3,17 @@
 Per dataset whose data is present:
     identity     E_id (`xmgie identity train`)            when the dataset has identity labels
     attributes   AA classifier (`xmgie attributes train`) when it has attributes
+    mask         the learned mask predictor (`xmgie mask train`) when the spec says `learned_masks: true`
     expander     the instruction expander (`xmgie expander train`) when a method reads its output
     base         `xmgie fit` of the trained editor the fine-tuned methods start from (once per dataset: the
                  budget's `base`; none where the budget's train config starts from pretrained weights)
     generator    `xmgie fit` per method and seed           (the spec's config, or the method's recipe in
-                                                            xmgie/baselines; needs E_id for IE, the expander;
+                                                            xmgie/methods; needs E_id for IE, the expander;
                                                             a fine-tuned method also the base: init_from)
     baseline     `xmgie baseline train` per GAN baseline and seed
-    derive       `xmgie baseline derive` (PFB-Diff) per seed from its source method's generator
-    evaluate     `xmgie evaluate` per method and seed      (needs its checkpoint, E_id, the classifier)
+    derive       `xmgie baseline derive` (PFB-Diff, MGIE + latent blending) per seed from its source method's generator
+    evaluate     `xmgie evaluate` per method and seed      (needs its checkpoint, E_id, the classifier, the mask
+                                                            predictor; the spec's `evaluate` settings: a regime)
 then per method the mean ± std over seeds into the spec's result file, and the table (+ a plot). A spec's
 `generator_config` (a file or a list) goes after the train config of every generator stage, the base's included:
 a whole table in another regime (e.g. a generator that never sees the mask) without touching the methods.
@@ -66,7 +68,9 @@ def plan(spec_path: str | Path, budget: dict[str, Any], datasets: list[str] | No
          repo: str | Path = ".") -> tuple[list[Stage], dict[str, str], dict[str, Any]]:
     """The stages of a table spec: (stages in run order, {dataset: why it is not run}, the raw spec)."""
     repo, roots = Path(repo), roots or {}
-    raw = yaml.safe_load((repo / spec_path).read_text())  # an absolute spec_path stays as it is
+    from xmgie.evaluation.tables import read_spec
+
+    raw = read_spec(repo / spec_path)  # an absolute spec_path stays as it is
     names = [d["name"] for d in raw["datasets"]]
     if datasets:
         unknown = set(datasets) - set(names)
@@ -93,8 +97,9 @@ def plan(spec_path: str | Path, budget: dict[str, Any], datasets: list[str] | No
 def method_recipe(entry: dict | str):
     """How a spec's method is built: its own `config` (one file or a list) on top of experiments/train.yaml,
     fine-tuning the base editor unless the entry says `finetune: false`, else the recipe registered under its name
-    in xmgie/baselines; None when neither exists (its cells stay "missing")."""
-    from xmgie.baselines import METHODS, Recipe
+    in xmgie/methods; None when neither exists (its cells stay "missing")."""
+    from xmgie.methods.recipe import Recipe
+    from xmgie.methods.registry import METHODS
 
     entry = entry if isinstance(entry, dict) else {"name": entry}
     config = entry.get("config")
@@ -105,10 +110,16 @@ def method_recipe(entry: dict | str):
 
 
 def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_ids: int, n_attrs: int) -> list[Stage]:
-    """identity, attributes, the expander, then per runnable method and seed its checkpoint stage + evaluate."""
+    """identity, attributes, the mask predictor (a spec with `learned_masks: true`), the expander, then per runnable
+    method and seed its checkpoint stage + evaluate (with the spec's `evaluate` settings after the budget's)."""
+    from xmgie.evaluation.config import EvaluateStageConfig
+    from xmgie.stage_config import to_argv
+
     data = ["--data-root", root] if root else []
     out: list[Stage] = []
-    identity = attributes = expander = None
+    identity = attributes = expander = masks = None
+    evaluate_args = [*budget.get("evaluate", []), *to_argv(EvaluateStageConfig, raw.get("evaluate") or {},
+                                                           f"{raw.get('name', 'the spec')}: evaluate")]
     if n_ids > 0:
         identity = Stage("identity", dataset, "", 0, ["identity", "train", "--dataset", dataset, *data,
                                                       *budget.get("identity", [])])
@@ -117,6 +128,9 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
         attributes = Stage("attributes", dataset, "", 0, ["attributes", "train", "--dataset", dataset, *data,
                                                           *budget.get("attributes", [])])
         out.append(attributes)
+    if raw.get("learned_masks"):  # the editors are given the learned predictor's masks (`--mask auto --mask-net`)
+        masks = Stage("mask", dataset, "", 0, ["mask", "train", "--dataset", dataset, *data, *budget.get("mask", [])])
+        out.append(masks)
     recipes = [(m["name"] if isinstance(m, dict) else m, method_recipe(m)) for m in raw["methods"]]
     recipes = [(name, r) for name, r in recipes if r is not None]
     train_config = budget.get("train_config", TRAIN_CONFIG)
@@ -154,8 +168,8 @@ def dataset_stages(raw: dict, dataset: str, root: str | None, budget: dict, n_id
                                                               *budget.get("derive", [])], [source])
             checkpoints[(name, seed)] = stage
             ev = Stage("evaluate", dataset, name, seed, ["evaluate", "--dataset", dataset, *data, "--name", name,
-                                                        "--seed", str(seed), *budget.get("evaluate", [])],
-                       [stage] + [s for s in (identity, attributes) if s])
+                                                        "--seed", str(seed), *evaluate_args],
+                       [stage] + [s for s in (identity, attributes, masks) if s])
             out += [stage, ev]
     return out
 
@@ -196,7 +210,7 @@ def _fill_paths(stages: list[Stage]) -> None:
     for s in stages:
         ident = next((n for n in s.needs if n.kind == "identity"), None)
         expander = next((n for n in s.needs if n.kind == "expander"), None)
-        if s.kind in ("identity", "attributes", "expander", "baseline"):
+        if s.kind in ("identity", "attributes", "mask", "expander", "baseline"):
             s.argv += ["--out", str(s.output)]
         elif s.kind == "derive":
             s.argv += ["--from", str(s.needs[0].output), "--out", str(s.output)]
@@ -215,5 +229,7 @@ def _fill_paths(stages: list[Stage]) -> None:
             s.argv += ["--ckpt", str(gen.output), "--out", str(s.output)]
             s.argv += ["--identity", str(ident.output)] if ident else []
             s.argv += ["--attributes", str(attr.output)] if attr else []
+            masks = next((n for n in s.needs if n.kind == "mask"), None)
+            s.argv += ["--mask", "auto", "--mask-net", str(masks.output)] if masks else []
 
 

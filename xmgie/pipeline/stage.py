@@ -10,7 +10,7 @@ from typing import Any
 
 from xmgie.stages import PIPELINE_STAGES
 
-STAGE_KINDS = ("identity", "attributes", "expander", "generator", "baseline", "derive", "evaluate")
+STAGE_KINDS = ("identity", "attributes", "mask", "expander", "generator", "baseline", "derive", "evaluate")
 EDITORS = ("generator", "baseline", "derive")  # stages whose output is a checkpoint `xmgie evaluate` reads
 
 

@@ -4,7 +4,7 @@ by the editing path, which does not load Lightning."""
 
 def __getattr__(name: str):
     if name == "XMGIEModule":
-        from xmgie.training.generator_module import XMGIEModule
+        from xmgie.training.lit_generator import XMGIEModule
 
         return XMGIEModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

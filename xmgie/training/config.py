@@ -17,6 +17,8 @@ class LossConfig:
         recon: λ_recon (paper: 1.0), Eq. 7 on X_edit = GB(x̂0).
         adv: λ_adv (paper: 0.1), Eq. 8 through a PatchGAN; 0 switches the discriminator off.
         id: λ_id (paper: 0.5), Eq. 16; used when the IE module is on.
+        id_weighting: how the rows of a batch count in L_id: 'uniform' (Eq. 16, the batch mean) or 'signal'
+            (each row by ᾱ_t, normalised: the rows whose x̂0 is still a blur at high noise count little).
         adv_start_step: generator updates before the adversarial term (and the D updates) begin.
         mask_balanced: the denoising term averages its error inside and outside the edit mask separately
             (`losses.mask_balanced_mse`), so small edits are not drowned by the copied background.
@@ -32,6 +34,7 @@ class LossConfig:
     recon: float = 1.0
     adv: float = 0.1
     id: float = 0.5
+    id_weighting: Literal["uniform", "signal"] = "uniform"
     adv_start_step: int = 0
     timestep_power: float = 1.0
     mask_balanced: bool = False
@@ -44,6 +47,8 @@ class LossConfig:
             raise ValueError(f"pixel_rows must be 0 (every row) or positive, got {self.pixel_rows}")
         if self.timestep_power <= 0:
             raise ValueError(f"timestep_power must be positive, got {self.timestep_power}")
+        if self.id_weighting not in ("uniform", "signal"):
+            raise ValueError(f"loss.id_weighting must be 'uniform' or 'signal', got {self.id_weighting!r}")
 
 
 @dataclass
@@ -226,36 +231,3 @@ class MaskStageConfig(DataStageConfig):
     lr: float = 2e-3
     threshold: float = 0.5
     blur: float = 1.0
-
-
-@dataclass
-class BaselineStageConfig(DataStageConfig):
-    """`xmgie baseline train`: a GAN baseline of Table 1 with the data settings of the generator run; prints JSON.
-
-    Attributes:
-        method: the GAN baseline.
-        out: checkpoint to write (a .json summary is written beside it).
-        batch_size: images per update (default: the generator run's).
-        channels: base width of generator and discriminator.
-    """
-
-    method: Literal["sisgan", "tagan", "manigan", "hifill"] = field(default=None, metadata={"required": True})
-    steps: int = 1300
-    batch_size: int | None = None
-    channels: int = 32
-
-
-@dataclass
-class DeriveStageConfig:
-    """`xmgie baseline derive`: PFB-Diff from a trained generator without modules (mgie): no training; prints the
-    checkpoint written.
-
-    Attributes:
-        method: the training-free method.
-        source: the mgie generator checkpoint.
-        out: checkpoint to write.
-    """
-
-    method: Literal["pfb_diff"]
-    source: str = field(metadata={"flag": "--from"})
-    out: str
